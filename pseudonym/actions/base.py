@@ -1,0 +1,110 @@
+"""The action registry: one name, one options model, one builder.
+
+An action is a small pure function, value in, new value (or ``REMOVE``) out. Its builder
+runs once when a policy is compiled: it validates nothing at run time, derives keys once,
+and returns the function the engine calls per value. ``keep`` and ``drop`` are
+*structural*: on an object or array they set the default for what is inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import KeyRingError
+
+if TYPE_CHECKING:
+    from ..crypto import Cipher, Hasher
+    from ..keys import KeyRing
+
+
+class _Remove:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+    def __reduce__(self) -> str:
+        return "REMOVE"
+
+
+REMOVE: Any = _Remove()
+"""Returned by an action to remove the field it was given."""
+
+
+class ActionError(Exception):
+    """An action cannot treat a value. The reason must never contain the value."""
+
+
+class Options(BaseModel):
+    """Base of every action's options: unknown options are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ValueFn = Callable[[Any], Any]
+
+
+@dataclass
+class BuildContext:
+    """What a builder may use: the policy's domain and, for keyed actions, the key ring."""
+
+    domain: str
+    keys: KeyRing | None = None
+    key_uses: set[tuple[str, str]] = field(default_factory=set)
+
+    def _ring(self, action: str) -> KeyRing:
+        if self.keys is None:
+            raise KeyRingError(f"action {action!r} needs a key: pass keys=KeyRing.from_env() "
+                               "(CLI: set PSEUDONYM_KEY or give --key-file)")
+        return self.keys
+
+    def hasher(self, action: str) -> Hasher:
+        h = self._ring(action).hasher(self.domain)
+        self.key_uses.add((h.key_id, self.domain))
+        return h
+
+    def cipher(self, action: str) -> Cipher:
+        c = self._ring(action).cipher(self.domain)
+        self.key_uses.add((c.key_id, self.domain))
+        return c
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    options: type[Options]
+    build: Callable[[Any, BuildContext], ValueFn | None]
+    summary: str
+    structural: Literal["keep", "drop"] | None = None
+    keyed: bool = False
+    reversible: bool = False
+    linkable: bool = False
+
+
+REGISTRY: dict[str, Action] = {}
+
+
+class NoOptions(Options):
+    pass
+
+
+def action(name: str, options: type[Options] = NoOptions, *, summary: str,
+           structural: Literal["keep", "drop"] | None = None, keyed: bool = False,
+           reversible: bool = False, linkable: bool = False):
+    """Register a builder ``build(options, ctx) -> value function`` under ``name``.
+
+    ``linkable``: equal inputs give equal outputs, so records stay linkable through it.
+    """
+
+    def register(build: Callable[[Any, BuildContext], ValueFn | None]):
+        if name in REGISTRY:
+            raise RuntimeError(f"action {name!r} registered twice")
+        REGISTRY[name] = Action(name, options, build, summary, structural, keyed,
+                                reversible, linkable)
+        return build
+
+    return register

@@ -1,0 +1,140 @@
+"""generalise: keep a coarser value, so that analytics keeps its shape but not the detail."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import ActionError, BuildContext, Options, action
+
+Unit = Literal["second", "minute", "hour", "day", "month", "year"]
+_ZERO = {"second": {"microsecond": 0},
+         "minute": {"second": 0, "microsecond": 0},
+         "hour": {"minute": 0, "second": 0, "microsecond": 0},
+         "day": {"hour": 0, "minute": 0, "second": 0, "microsecond": 0}}
+_ZERO["month"] = {**_ZERO["day"], "day": 1}
+_ZERO["year"] = {**_ZERO["month"], "month": 1}
+
+
+class GeneraliseOptions(Options):
+    kind: Literal["timestamp", "ip", "number"]
+    unit: Unit | None = None
+    """timestamp: truncate to this unit."""
+    ipv4_prefix: int = Field(24, ge=0, le=32)
+    ipv6_prefix: int = Field(48, ge=0, le=128)
+    width: float | None = Field(None, gt=0)
+    """number: bucket width; the value becomes its bucket's lower bound."""
+    origin: float = 0
+    bounds: list[float] | None = None
+    """number: ascending bucket bounds; the value becomes a label such as "18-25"."""
+
+    @model_validator(mode="after")
+    def _check(self) -> GeneraliseOptions:
+        if self.kind == "timestamp" and self.unit is None:
+            raise ValueError("a timestamp generalisation needs a unit")
+        if self.kind != "timestamp" and self.unit is not None:
+            raise ValueError("unit applies to kind: timestamp only")
+        if self.kind == "number":
+            if (self.width is None) == (self.bounds is None):
+                raise ValueError("a number generalisation needs exactly one of width, bounds")
+            if self.bounds is not None and (not self.bounds or any(
+                    a >= b for a, b in pairwise(self.bounds))):
+                raise ValueError("bounds must be a non-empty ascending list")
+        elif self.width is not None or self.bounds is not None:
+            raise ValueError("width and bounds apply to kind: number only")
+        return self
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
+
+
+def _timestamp(unit: str):
+    zero = _ZERO[unit]
+
+    def run(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                dt = datetime.fromisoformat(value)
+            except ValueError:
+                raise ActionError("value is not an ISO 8601 timestamp") from None
+            out = dt.replace(**zero)
+            if len(value) <= 10:
+                return out.date().isoformat()
+            text = out.isoformat(timespec="seconds")
+            if value.endswith(("Z", "z")) and text.endswith("+00:00"):
+                text = text[:-6] + "Z"
+            return text
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            dt = datetime.fromtimestamp(value, UTC).replace(**zero)
+            return int(dt.timestamp())
+        raise ActionError("value is not a timestamp (ISO 8601 text or epoch seconds)")
+
+    return run
+
+
+def _ip(v4: int, v6: int):
+    def run(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ActionError("value is not an IP address")
+        try:
+            ip = ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise ActionError("value is not an IP address") from None
+        prefix = v4 if ip.version == 4 else v6
+        return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+    return run
+
+
+def _number(width: float | None, origin: float, bounds: list[float] | None):
+    def check(value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ActionError("value is not a number")
+        if not math.isfinite(value):
+            raise ActionError("value is not a finite number")
+        return True
+
+    if width is not None:
+        def by_width(value: Any) -> Any:
+            if value is None:
+                return None
+            check(value)
+            return _num(math.floor((value - origin) / width) * width + origin)
+        return by_width
+
+    edges = [_num(b) for b in bounds or []]
+
+    def by_bounds(value: Any) -> Any:
+        if value is None:
+            return None
+        check(value)
+        if value < edges[0]:
+            return f"<{edges[0]}"
+        for lo, hi in pairwise(edges):
+            if value < hi:
+                return f"{lo}-{hi}"
+        return f">={edges[-1]}"
+
+    return by_bounds
+
+
+@action("generalise", GeneraliseOptions, linkable=True,
+        summary="Replace the value with a coarser one: a timestamp truncated to a unit "
+                "(format kept), an IP address to its network prefix, a number to its "
+                "bucket. null stays null; any other type rejects the record.")
+def generalise(options: GeneraliseOptions, ctx: BuildContext):
+    if options.kind == "timestamp":
+        return _timestamp(options.unit or "second")
+    if options.kind == "ip":
+        return _ip(options.ipv4_prefix, options.ipv6_prefix)
+    return _number(options.width, options.origin, options.bounds)

@@ -1,0 +1,107 @@
+"""hash and encrypt: pseudonyms made with the key ring, consistent within a domain."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..canonical import Normaliser, canonical_bytes, normaliser
+from .base import ActionError, BuildContext, Options, action
+
+_HEX_DEFAULT, _B32_DEFAULT = 32, 26
+
+
+class HashOptions(Options):
+    encoding: Literal["hex", "base32", "uuid", "integer"] = "hex"
+    """hex and base32 are lower-case; uuid is UUID-shaped (version 8); integer is positive."""
+    length: int | None = Field(None, ge=16, le=64)
+    """Characters kept for hex (16-64, default 32) and base32 (16-52, default 26)."""
+    bits: int = Field(53, ge=32, le=63)
+    """For integer: size of the integer (53 keeps it exact in JavaScript)."""
+    normalise: tuple[Normaliser, ...] = ()
+    """String normalisation before hashing, in order: strip, lower, nfc, nfkc."""
+    prefix: str = ""
+    """Text put before a hex or base32 pseudonym."""
+
+    @model_validator(mode="after")
+    def _check(self) -> HashOptions:
+        if self.length is not None and self.encoding not in ("hex", "base32"):
+            raise ValueError("length applies to the hex and base32 encodings only")
+        if self.encoding == "base32" and self.length is not None and self.length > 52:
+            raise ValueError("base32 pseudonyms have at most 52 characters")
+        if self.prefix and self.encoding not in ("hex", "base32"):
+            raise ValueError("prefix applies to the hex and base32 encodings only")
+        return self
+
+
+def encoder(options: HashOptions):
+    """The function from a 32-byte digest to the pseudonym in the chosen encoding."""
+    enc = options.encoding
+    if enc == "hex":
+        n, prefix = options.length or _HEX_DEFAULT, options.prefix
+        return lambda d: prefix + d.hex()[:n]
+    if enc == "base32":
+        n, prefix = options.length or _B32_DEFAULT, options.prefix
+        return lambda d: prefix + base64.b32encode(d).decode("ascii")[:n].lower()
+    if enc == "uuid":
+        def as_uuid(d: bytes) -> str:
+            h = d[:16].hex()
+            variant = "89ab"[int(h[16], 16) & 3]
+            return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+        return as_uuid
+    shift, span = 64 - options.bits, (1 << options.bits) - 1
+    return lambda d: (int.from_bytes(d[:8], "big") >> shift) % span + 1
+
+
+@action("hash", HashOptions, keyed=True, linkable=True,
+        summary="Replace the value with a keyed, one-way pseudonym: HMAC-SHA-256 under a "
+                "key derived from the master key and the policy's domain. Equal values "
+                "get equal pseudonyms within a domain; null stays null.")
+def hash_(options: HashOptions, ctx: BuildContext):
+    digest = ctx.hasher("hash").digest
+    encode = encoder(options)
+    norm = normaliser(options.normalise)
+
+    def run(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return encode(digest(canonical_bytes(value, norm)))
+        except ValueError:
+            raise ActionError("value has no canonical form (non-finite number)") from None
+
+    return run
+
+
+class EncryptOptions(Options):
+    normalise: tuple[Normaliser, ...] = ()
+    """String normalisation before encryption; decryption gives the normalised value."""
+
+
+def _plaintext(value: Any, norm) -> bytes:
+    if norm is not None and isinstance(value, str):
+        value = norm(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8", "surrogatepass")
+
+
+@action("encrypt", EncryptOptions, keyed=True, reversible=True, linkable=True,
+        summary="Replace the value with a deterministic, reversible token (AES-SIV, the "
+                "domain bound as associated data, the key id inside the token). Only a "
+                "holder of the key can reverse it, with `pseudonym reidentify`.")
+def encrypt(options: EncryptOptions, ctx: BuildContext):
+    seal = ctx.cipher("encrypt").seal
+    norm = normaliser(options.normalise)
+
+    def run(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return seal(_plaintext(value, norm))
+        except ValueError:
+            raise ActionError("value has no JSON form (non-finite number)") from None
+
+    return run

@@ -1,0 +1,197 @@
+"""The audit log the DPO keeps: one JSON line per run, chained so tampering shows.
+
+Each entry carries ``prev``, the SHA-256 of the previous line (64 zeros for the first),
+and, when an audit key is given, ``hmac``: HMAC-SHA-256 of the entry under a key derived
+from that audit key. The chain alone catches edits to past entries; the HMAC also
+catches a forger who rewrites the whole chain. Entries hold counts, path shapes, key ids
+and record numbers, never a value from a trace or a key.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .canonical import dumps
+from .crypto import hmac_sha256
+from .errors import AuditError
+from .keys import MasterKey
+
+if TYPE_CHECKING:
+    from .engine import Plan, RunStats
+
+GENESIS = "0" * 64
+AUDIT_KEY_ENV = "PSEUDONYM_AUDIT_KEY"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _mac_key(key: MasterKey | None) -> bytes | None:
+    return key.derive("pseudonym audit hmac v1") if key is not None else None
+
+
+def _seal(entry: dict[str, Any], prev: str, mac_key: bytes | None) -> bytes:
+    body = {k: v for k, v in entry.items() if k not in ("prev", "hmac")}
+    body["prev"] = prev
+    if mac_key is not None:
+        body["hmac"] = hmac_sha256(mac_key, dumps(body).encode("utf-8")).hex()
+    return dumps(body).encode("utf-8")
+
+
+def _last_line(f: Any) -> bytes | None:
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return None
+    pos, buf = end, b""
+    while pos > 0:
+        step = min(65536, pos)
+        pos -= step
+        f.seek(pos)
+        buf = f.read(step) + buf
+        stripped = buf.rstrip(b"\n")
+        i = stripped.rfind(b"\n")
+        if i >= 0:
+            return stripped[i + 1:]
+    return buf.rstrip(b"\n")
+
+
+class AuditLog:
+    """An append-only audit log file. Use ``AuditLog.open(path)`` as a context manager."""
+
+    def __init__(self, path: str | os.PathLike[str], key: MasterKey | None = None) -> None:
+        self.path = Path(path)
+        self._mac_key = _mac_key(key)
+        self.key_id = key.key_id if key is not None else None
+        self.last: dict[str, Any] | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], key: MasterKey | None = None) -> AuditLog:
+        log = cls(path, key)
+        try:
+            log.path.parent.mkdir(parents=True, exist_ok=True)
+            log.path.touch(exist_ok=True)
+        except OSError as e:
+            raise AuditError(f"{log.path}: cannot open audit log ({e.strerror})") from None
+        return log
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Append one entry, chained to the last line, under an exclusive file lock."""
+        try:
+            with open(self.path, "a+b") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    last = _last_line(f)
+                    prev = GENESIS if last is None else hashlib.sha256(last).hexdigest()
+                    line = _seal(entry, prev, self._mac_key)
+                    f.seek(0, os.SEEK_END)
+                    f.write(line + b"\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+        except OSError as e:
+            raise AuditError(f"{self.path}: cannot write audit entry ({e.strerror})") from None
+        self.last = json.loads(line)
+        return self.last
+
+    def start(self, plan: Plan) -> Run:
+        return Run(self, plan)
+
+
+class Run:
+    """One run in progress; ``finish`` writes its single audit entry."""
+
+    def __init__(self, log: AuditLog, plan: Plan) -> None:
+        self.log, self.plan = log, plan
+        self.run_id = uuid.uuid4().hex
+        self.started = now()
+        self.done = False
+
+    def finish(self, stats: RunStats, status: str, **extra: Any) -> dict[str, Any] | None:
+        if self.done:
+            return None
+        self.done = True
+        entry = {"entry": "run", "run_id": self.run_id, "started": self.started,
+                 "ended": now(), "status": status, "library": f"pseudonym {__version__}",
+                 "policy": self.plan.policy.describe(),
+                 "keys": [{"key_id": k, "domain": d} for k, d in self.plan.key_uses],
+                 **stats.to_dict(self.plan), **extra}
+        return self.log.append(entry)
+
+
+@dataclass
+class Verification:
+    ok: bool
+    entries: int
+    broken_at: int | None = None
+    """1-based line number of the first entry that does not verify."""
+    reason: str = ""
+    hmac_checked: bool = False
+
+    def __str__(self) -> str:
+        if self.ok:
+            how = "hash chain and HMACs" if self.hmac_checked else "hash chain"
+            return f"intact: {self.entries} entries, {how} verified"
+        return f"broken at entry {self.broken_at}: {self.reason}"
+
+
+def verify(path: str | os.PathLike[str], key: MasterKey | None = None) -> Verification:
+    """Check the chain (and the HMACs when ``key`` is given) from the first line on."""
+    mac_key = _mac_key(key)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise AuditError(f"{path}: cannot read audit log ({e.strerror})") from None
+    if data and not data.endswith(b"\n"):
+        lines = data.split(b"\n")
+        partial = True
+    else:
+        lines = data.split(b"\n")[:-1] if data else []
+        partial = False
+    prev = GENESIS
+    for n, line in enumerate(lines, 1):
+        if partial and n == len(lines):
+            return Verification(False, n - 1, n, "the last entry is incomplete")
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return Verification(False, n - 1, n, "not a JSON entry")
+        if not isinstance(entry, dict):
+            return Verification(False, n - 1, n, "not a JSON object")
+        if entry.get("prev") != prev:
+            why = ("the log does not start at its first entry" if n == 1
+                   else "the previous entry was changed, removed or reordered")
+            return Verification(False, n - 1, n, f"chain broken: {why}")
+        if line != dumps(entry).encode("utf-8"):
+            return Verification(False, n - 1, n, "the entry was edited")
+        if mac_key is not None:
+            body = {k: v for k, v in entry.items() if k != "hmac"}
+            want = hmac_sha256(mac_key, dumps(body).encode("utf-8")).hex()
+            if entry.get("hmac") != want:
+                return Verification(False, n - 1, n, "HMAC does not match (forged, or another "
+                                    "audit key)")
+        prev = hashlib.sha256(line).hexdigest()
+    return Verification(True, len(lines), hmac_checked=mac_key is not None)
+
+
+def read_entries(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_bytes().splitlines() if line.strip()]

@@ -1,0 +1,274 @@
+"""The ``pseudonym`` command line. Errors are one line on stderr, never a traceback.
+
+Exit status: 0 success; 1 the run finished but rejected records (or a check/verify
+failed); 2 bad usage, policy or key; 70 internal error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .audit import AUDIT_KEY_ENV, AuditLog, verify
+from .engine import RunStats, compile_plan, run_lines
+from .errors import PseudonymError, RecordError
+from .jsonlines import AtomicOutput, iter_lines, open_input, write_lines
+from .keys import ENV_VAR, KeyRing, MasterKey
+from .policy import Policy, builtin_names, json_schema
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help texts, its arguments and what it runs."""
+
+    help: str
+    description: str
+    epilog: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def err(message: str) -> None:
+    print(f"pseudonym: {message}", file=sys.stderr, flush=True)
+
+
+def load_keys(key_file: str | None, required: bool = False) -> KeyRing | None:
+    if key_file:
+        return KeyRing.from_file(key_file)
+    if os.environ.get(ENV_VAR, "").strip() or required:
+        return KeyRing.from_env()
+    return None
+
+
+def load_audit_key(path: str | None) -> MasterKey | None:
+    if path:
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise PseudonymError(f"{path}: cannot read the audit key file") from None
+        return MasterKey.parse(text, where=path)
+    text = os.environ.get(AUDIT_KEY_ENV, "")
+    return MasterKey.parse(text, where=f"${AUDIT_KEY_ENV}") if text.strip() else None
+
+
+# -- anonymise ----------------------------------------------------------------------------
+_ANONYMISE_TEXT = (
+    "apply a policy to JSON lines",
+         "Apply a policy to JSON lines (one trace a line), from a file or standard input, to "
+         "a file or standard output. Files ending in .gz are (de)compressed. A record that "
+         "cannot be fully processed is not written: it is reported on stderr by line number "
+         "(never its content), counted in the audit log, and the exit status is 1.",
+         "examples:\n"
+         "  pseudonym anonymise --policy xapi < in.jsonl > out.jsonl\n"
+         "  pseudonym anonymise --policy research.yaml --input in.jsonl.gz "
+         "--output out.jsonl.gz --audit audit.jsonl\n\n"
+         f"The key is read from ${ENV_VAR} or --key-file (text made by 'pseudonym keygen').")
+
+
+def _anonymise_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", "-p", required=True,
+                   help=f"policy file, or a built-in name ({', '.join(builtin_names()) or 'none'})")
+    p.add_argument("--input", "-i", default="-", help="input JSON lines (default: stdin)")
+    p.add_argument("--output", "-o", default="-", help="output JSON lines (default: stdout)")
+    p.add_argument("--audit", "-a", help="audit log to append this run's entry to")
+    p.add_argument("--key-file", help=f"master key file (default: ${ENV_VAR})")
+    p.add_argument("--audit-key-file", help=f"key for the audit log's HMAC "
+                   f"(default: ${AUDIT_KEY_ENV}, if set)")
+    p.add_argument("--max-errors", type=int, default=20,
+                   help="rejected lines reported one by one on stderr (default: 20); "
+                        "all are counted")
+
+
+def _anonymise(a: argparse.Namespace) -> int:
+    policy = Policy.load(a.policy)
+    keys = load_keys(a.key_file)
+    plan = compile_plan(policy, keys)
+    audit = AuditLog.open(a.audit, load_audit_key(a.audit_key_file)) if a.audit else None
+    run = audit.start(plan) if audit else None
+    stats = RunStats()
+    shown = 0
+
+    def report(e: RecordError) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= a.max_errors:
+            err(f"line {e.position}: rejected: {e.kind}: {e.reason}")
+
+    status = "failed"
+    try:
+        with open_input(a.input) as src, AtomicOutput(a.output) as out:
+            write_lines(out.stream, run_lines(plan, iter_lines(src), stats, report))
+            out.commit()
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if run is not None:
+            run.finish(stats, status)
+    if stats.rejected:
+        err(f"{stats.rejected} of {stats.read} records rejected; {stats.written} written")
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
+# -- keygen -------------------------------------------------------------------------------
+_KEYGEN_TEXT = (
+    "print a new random master key",
+         "Print a new random 256-bit master key on stdout (and its key id on stderr). Store "
+         f"it as a secret: in ${ENV_VAR}, or in a file only its owner can read "
+         "(--output writes one with mode 600). Anyone holding it can re-create pseudonyms "
+         "and reverse encrypted fields.",
+         "example:\n  pseudonym keygen --output /run/secrets/pseudonym.key\n"
+         f"  export {ENV_VAR}=\"$(pseudonym keygen)\"")
+
+
+def _keygen_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", help="write the key to this new file (mode 600)")
+
+
+def _keygen(a: argparse.Namespace) -> int:
+    key = MasterKey.generate()
+    if a.output:
+        try:
+            fd = os.open(a.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise PseudonymError(f"{a.output}: already exists; not overwriting a key") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(key.text + "\n")
+    else:
+        print(key.text, flush=True)
+    print(f"key id: {key.key_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- check --------------------------------------------------------------------------------
+_CHECK_TEXT = (
+    "validate a policy",
+         "Load and validate a policy file (or built-in): structure, JSONPath syntax, actions "
+         "and their options. Exit 0 when valid, 1 when not (each problem with file, line, "
+         "rule and field).",
+    "")
+
+
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("policy", help="policy file or built-in name")
+
+
+def _check(a: argparse.Namespace) -> int:
+    try:
+        policy = Policy.load(a.policy)
+    except PseudonymError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_REJECTED
+    print(f"{policy.source}: valid: {policy.name} version {policy.version}, "
+          f"{len(policy.rules)} rules, domain {policy.domain!r}, sha256 {policy.sha256}")
+    return EXIT_OK
+
+
+# -- schema -------------------------------------------------------------------------------
+_SCHEMA_TEXT = (
+    "print the JSON Schema of policy files",
+         "Print the JSON Schema (draft 2020-12) of policy files, for editors that validate "
+         "YAML or JSON as it is typed.",
+         "example (VS Code + YAML extension):\n  pseudonym schema > policy.schema.json\n"
+         "  # then, first line of a policy: # yaml-language-server: $schema=policy.schema.json")
+
+
+def _schema_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _schema(a: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+# -- audit --------------------------------------------------------------------------------
+_AUDIT_TEXT = (
+    "work with an audit log",
+         "Audit log commands. 'verify' checks the hash chain (and HMACs, given the audit "
+         "key): exit 0 when intact, 1 naming the first broken entry.",
+         "example:\n  pseudonym audit verify audit.jsonl")
+
+
+def _audit_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="audit_command", required=True, metavar="{verify}")
+    v = sub.add_parser("verify", help="verify an audit log's chain",
+                       description="Verify the hash chain of an audit log and, with the audit "
+                       "key, every entry's HMAC.")
+    v.add_argument("file", help="audit log (JSON lines)")
+    v.add_argument("--audit-key-file", help=f"audit key (default: ${AUDIT_KEY_ENV}, if set)")
+
+
+def _audit(a: argparse.Namespace) -> int:
+    result = verify(a.file, load_audit_key(a.audit_key_file))
+    print(f"{a.file}: {result}", file=sys.stdout if result.ok else sys.stderr)
+    return EXIT_OK if result.ok else EXIT_REJECTED
+
+
+COMMANDS: dict[str, Command] = {
+    "anonymise": Command(*_ANONYMISE_TEXT, _anonymise_args, _anonymise),
+    "keygen": Command(*_KEYGEN_TEXT, _keygen_args, _keygen),
+    "check": Command(*_CHECK_TEXT, _check_args, _check),
+    "schema": Command(*_SCHEMA_TEXT, _schema_args, _schema),
+    "audit": Command(*_AUDIT_TEXT, _audit_args, _audit),
+}
+
+
+# -- main ---------------------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="pseudonym",
+        description="Pseudonymise learning traces (xAPI, Open edX) according to a policy "
+                    "a DPO can read, with a tamper-evident audit log.",
+        epilog="Run 'pseudonym COMMAND --help' for a command's options.")
+    top.add_argument("--version", action="version", version=f"pseudonym {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, c in COMMANDS.items():
+        p = sub.add_parser(name, help=c.help, description=c.description, epilog=c.epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        c.add_args(p)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except PseudonymError as e:
+        err(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err("interrupted; no output file was published")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_OK
+    except Exception as e:  # never a traceback that might quote a value
+        if os.environ.get("PSEUDONYM_DEBUG"):
+            traceback.print_exc()
+        err(f"internal error ({type(e).__name__}); set PSEUDONYM_DEBUG=1 for details")
+        return EXIT_INTERNAL
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe downstream, keep Python from complaining at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def entry() -> None:
+    sys.exit(main())

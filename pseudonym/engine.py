@@ -1,0 +1,270 @@
+"""``anonymise``: a policy applied to one record or a stream of them, failing closed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from .actions import REGISTRY, REMOVE, BuildContext
+from .errors import RecordError
+from .jsonlines import dumps, loads
+from .plan import UNMATCHED_MODE, CompiledRule, Tree, walk
+from .policy import Policy
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
+    from .keys import KeyRing
+
+MAX_POSITIONS = 1000
+"""Record numbers kept per error kind in the audit log; beyond, only the count grows."""
+
+
+def _condition(when: dict[str, list[Any]] | None):
+    if not when:
+        return None
+    tests = [(k, frozenset(v)) for k, v in when.items()]
+
+    def holds(value: Any) -> bool:
+        if type(value) is not dict:
+            return False
+        for k, allowed in tests:
+            v = value.get(k)
+            try:
+                if v not in allowed:
+                    return False
+            except TypeError:
+                return False
+        return True
+
+    return holds
+
+
+class Plan:
+    """A policy compiled with its keys: what ``anonymise`` runs per record."""
+
+    def __init__(self, policy: Policy, keys: KeyRing | None = None) -> None:
+        self.policy = policy
+        self.keys = keys
+        ctx = BuildContext(policy.domain, keys)
+        rules = []
+        for i, (rule, opts) in enumerate(zip(policy.rules, policy.options, strict=True), 1):
+            act = REGISTRY[rule.action]
+            rp = rule.parsed_path
+            rules.append(CompiledRule(i, rule.path, act, act.build(opts, ctx), rp.named,
+                                      _condition(rule.when), rp.alternatives, rp.expr))
+        self.rules = rules
+        self.key_uses = sorted(ctx.key_uses)
+        self.tree = Tree(rules)
+        self.mode = UNMATCHED_MODE[policy.model.unmatched]
+
+    def apply(self, record: Any, hits: list) -> dict[str, Any]:
+        """The treated copy of one record; raises RecordError (without a position)."""
+        if type(record) is not dict:
+            raise RecordError("not-an-object", "a record must be a JSON object")
+        try:
+            out = walk(self.tree.root_for(record), record, self.mode, hits)
+        except RecursionError:
+            raise RecordError("too-deep", "the record is nested too deeply") from None
+        return {} if out is REMOVE else out
+
+
+@dataclass
+class RunStats:
+    """Counts of one run, merged into one audit entry (no values, only counts and shapes)."""
+
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    matched: Counter = field(default_factory=Counter)
+    transformed: Counter = field(default_factory=Counter)
+    shapes: Counter = field(default_factory=Counter)
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: Counter = field(default_factory=Counter)
+
+    def commit(self, hits: list) -> None:
+        matched, transformed, shapes = self.matched, self.transformed, self.shapes
+        for h in hits:
+            if type(h) is int:
+                if h < 0:
+                    matched[-h] += 1
+                    transformed[-h] += 1
+                else:
+                    matched[h] += 1
+            else:
+                shapes[h] += 1
+        self.written += 1
+
+    def reject(self, err: RecordError) -> None:
+        self.rejected += 1
+        e = self.errors.setdefault(err.kind, {"count": 0, "records": []})
+        e["count"] += 1
+        if err.position is not None and len(e["records"]) < MAX_POSITIONS:
+            e["records"].append(err.position)
+
+    def merge(self, other: RunStats) -> None:
+        self.read += other.read
+        self.written += other.written
+        self.rejected += other.rejected
+        self.matched.update(other.matched)
+        self.transformed.update(other.transformed)
+        self.shapes.update(other.shapes)
+        self.extra.update(other.extra)
+        for kind, e in other.errors.items():
+            mine = self.errors.setdefault(kind, {"count": 0, "records": []})
+            mine["count"] += e["count"]
+            mine["records"] = sorted(mine["records"] + e["records"])[:MAX_POSITIONS]
+
+    def to_dict(self, plan: Plan | None = None) -> dict[str, Any]:
+        rules = []
+        if plan is not None:
+            for r in plan.rules:
+                rules.append({"rule": r.number, "path": r.path, "action": r.action.name,
+                              "matched": self.matched[r.number],
+                              "transformed": self.transformed[r.number]})
+        unmatched: dict[str, dict[str, int]] = {"dropped": {}, "kept": {}}
+        for (what, shape), n in sorted(self.shapes.items()):
+            unmatched[what][shape] = n
+        return {"records": {"read": self.read, "written": self.written,
+                            "rejected": self.rejected, **dict(self.extra)},
+                "rules": rules, "unmatched": unmatched,
+                "errors": {k: self.errors[k] for k in sorted(self.errors)}}
+
+
+_plans: dict[tuple[int, int], Plan] = {}
+
+
+def compile_plan(policy: Policy, keys: KeyRing | None = None) -> Plan:
+    """The plan for a policy and key ring, compiled once and reused."""
+    key = (id(policy), id(keys))
+    plan = _plans.get(key)
+    if plan is None or plan.policy is not policy or plan.keys is not keys:
+        if len(_plans) > 64:
+            _plans.clear()
+        plan = _plans[key] = Plan(policy, keys)
+    return plan
+
+
+@overload
+def anonymise(data: dict[str, Any], policy: Policy, *, keys: KeyRing | None = ...,
+              audit: AuditLog | None = ..., on_error: Literal["raise", "skip"] = ...
+              ) -> dict[str, Any]: ...
+@overload
+def anonymise(data: Iterable[Any], policy: Policy, *, keys: KeyRing | None = ...,
+              audit: AuditLog | None = ..., on_error: Literal["raise", "skip"] = ...
+              ) -> Iterator[dict[str, Any]]: ...
+
+
+def anonymise(data: Any, policy: Policy, *, keys: KeyRing | None = None,
+              audit: AuditLog | None = None, on_error: Literal["raise", "skip"] = "raise"
+              ) -> Any:
+    """Apply ``policy`` to one trace (a dict, returns a dict) or to an iterable of traces
+    (returns a lazy iterator, one output per accepted input, in order).
+
+    Fail closed: a record is returned only once every rule has applied to it. A record
+    that cannot be fully processed raises ``RecordError`` (its 1-based position and the
+    reason, never its content) or, with ``on_error="skip"``, is left out and counted.
+    With ``audit``, the run is appended to the audit log when it ends.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    plan = compile_plan(policy, keys)
+    if isinstance(data, dict):
+        return _one(plan, data, audit)
+    if isinstance(data, (str, bytes)):
+        raise TypeError("anonymise takes a dict or an iterable of dicts; parse JSON first "
+                        "(or use pseudonym.jsonlines for raw lines)")
+    return _stream(plan, data, audit, on_error)
+
+
+def _one(plan: Plan, record: dict[str, Any], audit: AuditLog | None) -> dict[str, Any]:
+    stats = RunStats(read=1)
+    run = audit.start(plan) if audit is not None else None
+    hits: list = []
+    try:
+        out = plan.apply(record, hits)
+    except RecordError as e:
+        stats.reject(e.at(1))
+        if run is not None:
+            run.finish(stats, "completed")
+        raise
+    stats.commit(hits)
+    if run is not None:
+        run.finish(stats, "completed")
+    return out
+
+
+def _stream(plan: Plan, records: Iterable[Any], audit: AuditLog | None,
+            on_error: str) -> Iterator[dict[str, Any]]:
+    stats = RunStats()
+    run = audit.start(plan) if audit is not None else None
+    status = "interrupted"
+    apply = plan.apply
+    try:
+        for n, record in enumerate(records, 1):
+            stats.read = n
+            hits: list = []
+            try:
+                out = apply(record, hits)
+            except RecordError as e:
+                stats.reject(e.at(n))
+                if on_error == "raise":
+                    status = "failed"
+                    raise
+                continue
+            stats.commit(hits)
+            yield out
+        status = "completed"
+    finally:
+        if run is not None:
+            run.finish(stats, status)
+
+
+def run_lines(plan: Plan, lines: Iterable[bytes], stats: RunStats,
+              on_reject: Callable[[RecordError], None] | None = None) -> Iterator[bytes]:
+    """Treat raw JSON lines: bytes in, bytes out (no line ends), one out per accepted line.
+
+    Positions are line numbers. Blank lines hold no record: they are skipped and counted.
+    """
+    apply = plan.apply
+    for n, raw in enumerate(lines, 1):
+        if not raw or raw.isspace():
+            stats.extra["blank_lines"] += 1
+            continue
+        stats.read += 1
+        hits: list = []
+        try:
+            out = dumps(apply(loads(raw), hits))
+        except RecordError as e:
+            stats.reject(e.at(n))
+            if on_reject is not None:
+                on_reject(e)
+            continue
+        stats.commit(hits)
+        yield out
+
+
+def anonymise_lines(lines: Iterable[bytes], policy: Policy, *, keys: KeyRing | None = None,
+                    audit: AuditLog | None = None,
+                    on_error: Literal["raise", "skip"] = "raise") -> Iterator[bytes]:
+    """Like ``anonymise`` over raw JSON lines (bytes, one record each), for pipelines that
+    need not decode and re-encode themselves. Yields JSON bytes without line ends."""
+    plan = compile_plan(policy, keys)
+    stats = RunStats()
+    run = audit.start(plan) if audit is not None else None
+    status = "interrupted"
+
+    def reject(e: RecordError) -> None:
+        if on_error == "raise":
+            raise e
+
+    try:
+        yield from run_lines(plan, lines, stats, reject)
+        status = "completed"
+    except RecordError:
+        status = "failed"
+        raise
+    finally:
+        if run is not None:
+            run.finish(stats, status)

@@ -1,0 +1,129 @@
+"""JSON lines in and out, as Ralph pipes them: one record a line, ``.gz`` by file name.
+
+Parsing uses orjson, which is several times faster than the standard library at writing
+(see the benchmark), with the standard library as the fallback for what orjson refuses
+but JSON allows (integers beyond 64 bits). Output is written to a temporary file beside
+the target and renamed only when the run completes, so a failed or interrupted run never
+leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from .errors import RecordError
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def loads(raw: bytes) -> Any:
+    """Parse one JSON text; raise RecordError naming the kind of problem, never the text."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError("invalid-utf8", f"not UTF-8 (bad byte at offset {e.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise RecordError("too-deep", "the record is nested too deeply") from None
+    except ValueError as e:
+        where = f" at column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise RecordError("invalid-json", f"not valid JSON{where}") from None
+
+
+def dumps(record: Any) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except TypeError:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+
+
+def open_input(path: str | os.PathLike[str] | None) -> IO[bytes]:
+    """A binary stream for a path (``-`` or None: standard input), gunzipped by name."""
+    if path is None or str(path) == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if p.suffix == ".gz":
+        return gzip.open(p, "rb")
+    return open(p, "rb")
+
+
+def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Lines without their ending (LF or CRLF); a leading byte-order mark is dropped."""
+    first = True
+    for line in stream:
+        if first:
+            first = False
+            if line.startswith(BOM):
+                line = line[3:]
+        if line.endswith(b"\n"):
+            line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        yield line
+
+
+class AtomicOutput:
+    """Write to a temporary file and publish it (rename) only on ``commit``."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = None if path is None or str(path) == "-" else Path(path)
+        self._tmp: str | None = None
+        self.stream: IO[bytes]
+
+    def __enter__(self) -> AtomicOutput:
+        if self.path is None:
+            self.stream = sys.stdout.buffer
+            return self
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
+                                         dir=directory)
+        raw = os.fdopen(fd, "wb")
+        self.stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
+                                    mtime=0) if self.path.suffix == ".gz" else raw
+        self._raw = raw
+        return self
+
+    def commit(self) -> None:
+        self.stream.flush()
+        if self.path is None:
+            return
+        if self.stream is not self._raw:
+            self.stream.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        self._raw.close()
+        os.replace(self._tmp, self.path)  # type: ignore[arg-type]
+        self._tmp = None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._tmp is not None:
+            try:
+                self.stream.close()
+                self._raw.close()
+            finally:
+                os.unlink(self._tmp)
+                self._tmp = None
+
+
+def write_lines(stream: IO[bytes], lines: Iterable[bytes]) -> None:
+    write = stream.write
+    for line in lines:
+        write(line)
+        write(b"\n")

@@ -1,0 +1,119 @@
+"""Rule paths: JSONPath parsed once with jsonpath-ng, then turned into plain steps.
+
+Paths made of named keys, ``[*]``/``.*`` (every member of an object or array), indices
+``[0]``, unions ``['a','b']`` and recursive descent ``..`` become step sequences that the
+compiled plan follows with dict look-ups. Anything else (filters, slices, negative
+indices) stays a jsonpath-ng expression, evaluated per record: correct but slower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+from jsonpath_ng import jsonpath as jp
+from jsonpath_ng.ext import parse as _parse
+
+KEY, INDEX, ANY, DESCEND = "key", "index", "any", "descend"
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    value: str | int | None = None
+
+
+ANY_STEP = Step(ANY)
+DESCEND_STEP = Step(DESCEND)
+
+
+class Dynamic(Exception):
+    """The path needs jsonpath-ng evaluation per record."""
+
+
+@dataclass(frozen=True)
+class RulePath:
+    text: str
+    expr: Any
+    alternatives: tuple[tuple[Step, ...], ...] | None
+    """Step sequences (several for a union); None when the path is dynamic."""
+    named: int
+    """How many named steps the path has: the more, the more specific the rule."""
+
+
+def parse_path(text: str) -> RulePath:
+    """Parse a rule path; raises ValueError with a reason when it is not valid JSONPath."""
+    if not isinstance(text, str) or not text.strip().startswith("$"):
+        raise ValueError("a path must be a JSONPath starting with '$'")
+    try:
+        expr = _parse(text)
+    except Exception as e:  # jsonpath-ng raises bare Exceptions on syntax errors
+        raise ValueError(f"not a valid JSONPath ({e})") from None
+    try:
+        alts = tuple(tuple(s) for s in _steps(expr))
+    except Dynamic:
+        return RulePath(text, expr, None, _named(expr))
+    named = max(sum(s.kind in (KEY, INDEX) for s in a) for a in alts)
+    return RulePath(text, expr, alts, named)
+
+
+def _steps(e: Any) -> list[list[Step]]:
+    if isinstance(e, jp.Root):
+        return [[]]
+    if isinstance(e, jp.Child):
+        return [a + b for a, b in product(_steps(e.left), _steps(e.right))]
+    if isinstance(e, jp.Descendants):
+        return [[*a, DESCEND_STEP, *b] for a, b in product(_steps(e.left), _steps(e.right))]
+    if type(e) is jp.Fields:
+        return [[ANY_STEP if f == "*" else Step(KEY, f)] for f in e.fields]
+    if type(e) is jp.Index:
+        if any(i < 0 for i in e.indices):
+            raise Dynamic
+        return [[Step(INDEX, i)] for i in e.indices]
+    if type(e) is jp.Slice and e.start is None and e.end is None and e.step is None:
+        return [[ANY_STEP]]
+    raise Dynamic
+
+
+def _named(e: Any) -> int:
+    if isinstance(e, (jp.Child, jp.Descendants)):
+        return _named(e.left) + _named(e.right)
+    if type(e) is jp.Fields:
+        return 0 if "*" in e.fields else 1
+    if type(e) is jp.Index:
+        return 1
+    return 0
+
+
+def concrete_steps(full_path: Any) -> tuple[Step, ...]:
+    """The steps of a location jsonpath-ng found (its ``full_path``)."""
+    out: list[Step] = []
+
+    def walk(p: Any) -> None:
+        if isinstance(p, jp.Child):
+            walk(p.left)
+            walk(p.right)
+        elif isinstance(p, jp.Fields):
+            out.append(Step(KEY, p.fields[0]))
+        elif isinstance(p, jp.Index):
+            out.append(Step(INDEX, p.index if hasattr(p, "index") else p.indices[0]))
+        elif isinstance(p, (jp.Root, jp.This)):
+            pass
+        else:
+            raise ValueError("unsupported location")
+
+    walk(full_path)
+    return tuple(out)
+
+
+def shape_step(step: Step) -> str:
+    """How a step reads in the path shapes the audit log records."""
+    if step.kind == KEY:
+        k = str(step.value)
+        return f".{k}" if k.isidentifier() else "[" + repr(k) + "]"
+    if step.kind == INDEX:
+        return f"[{step.value}]"
+    if step.kind == DESCEND:
+        return ".."
+    return "[*]"

@@ -1,0 +1,255 @@
+"""The compiled plan: where each field's fate is decided.
+
+A policy compiles once into a tree of nodes (a deterministic automaton over the rules'
+paths). Per record, the engine walks the record and the tree together with dict
+look-ups; no JSONPath is evaluated unless a rule needs a filter or a slice.
+
+Meaning of overlapping rules, the same everywhere:
+
+1. At each field, among the rules whose path matches it (and whose ``when`` holds), the
+   most specific decides: the one with more named steps (keys, indices) beats one with
+   wildcards or ``..``; on a tie, the rule written first wins.
+2. ``keep`` and ``drop`` on an object or array set the default for what is inside:
+   more specific rules inside still decide their own fields.
+3. Any other action replaces the whole value it matches; nothing inside it is visited.
+4. A field no rule decides follows the nearest enclosing ``keep``/``drop``, or the
+   policy's ``unmatched`` at top level.
+5. An object or array that held something and is left empty by the policy is removed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .actions import REMOVE, Action, ActionError
+from .errors import RecordError
+from .paths import ANY, DESCEND, INDEX, KEY, Step, concrete_steps, shape_step
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# How a field no rule decides is treated.
+KEEP, DROP, U_KEEP, U_DROP, U_REJECT = range(5)
+UNMATCHED_MODE = {"keep": U_KEEP, "drop": U_DROP, "reject": U_REJECT}
+
+
+@dataclass(eq=False)
+class CompiledRule:
+    number: int
+    """1-based position of the rule in the policy."""
+    path: str
+    action: Action
+    fn: Callable[[Any], Any] | None
+    named: int
+    cond: Callable[[Any], bool] | None
+    alternatives: tuple[tuple[Step, ...], ...] | None
+    expr: Any = None
+
+    def __post_init__(self) -> None:
+        self.mode = KEEP if self.action.structural == "keep" else DROP
+        self.hit = -self.number if self.action.structural == "drop" else self.number
+
+
+class Node:
+    __slots__ = (
+        "any",
+        "cands",
+        "drop_mark",
+        "indices",
+        "keep_mark",
+        "keys",
+        "leaf",
+        "member_drop",
+        "member_keep",
+        "shape",
+    )
+
+    def __init__(self, shape: str) -> None:
+        self.cands: tuple[CompiledRule, ...] = ()
+        self.keys: dict[str, Node] = {}
+        self.indices: dict[int, Node] = {}
+        self.any: Node | None = None
+        self.shape = shape
+        self.drop_mark = ("dropped", shape)
+        self.keep_mark = ("kept", shape)
+        self.member_drop = ("dropped", shape + "[*]")
+        self.member_keep = ("kept", shape + "[*]")
+        self.leaf = True
+
+
+def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]]) -> Node:
+    """Subset construction over the rules' step sequences."""
+    memo: dict[tuple[frozenset[tuple[int, int]], str], Node] = {}
+
+    def closure(states: set[tuple[int, int]]) -> frozenset[tuple[int, int]]:
+        todo = list(states)
+        while todo:
+            pid, pos = todo.pop()
+            steps = patterns[pid][1]
+            if pos < len(steps) and steps[pos].kind == DESCEND and (pid, pos + 1) not in states:
+                states.add((pid, pos + 1))
+                todo.append((pid, pos + 1))
+        return frozenset(states)
+
+    def advance(states: frozenset[tuple[int, int]], kind: str | None, value: Any) -> frozenset:
+        out: set[tuple[int, int]] = set()
+        for pid, pos in states:
+            steps = patterns[pid][1]
+            if pos == len(steps):
+                continue
+            s = steps[pos]
+            if s.kind == DESCEND:
+                out.add((pid, pos))
+            elif s.kind == ANY or (s.kind == kind and s.value == value):
+                out.add((pid, pos + 1))
+        return closure(out)
+
+    def build(states: frozenset[tuple[int, int]], shape: str) -> Node:
+        memo_key = (states, shape)
+        node = memo.get(memo_key)
+        if node is not None:
+            return node
+        node = memo[memo_key] = Node(shape)
+        ended = {patterns[pid][0] for pid, pos in states if pos == len(patterns[pid][1])}
+        node.cands = tuple(sorted(ended, key=lambda r: (-r.named, r.number)))
+        pending = [patterns[pid][1][pos] for pid, pos in states if pos < len(patterns[pid][1])]
+        in_descent = any(s.kind == DESCEND for s in pending)
+
+        def child_shape(step: Step) -> str:
+            if in_descent:
+                return shape if shape.endswith("..") else shape + ".."
+            return shape + shape_step(step)
+
+        for s in pending:
+            if s.kind == KEY and s.value not in node.keys:
+                nxt = advance(states, KEY, s.value)
+                node.keys[s.value] = build(nxt, child_shape(s))  # type: ignore[index]
+            elif s.kind == INDEX and s.value not in node.indices:
+                nxt = advance(states, INDEX, s.value)
+                node.indices[s.value] = build(nxt, child_shape(s))  # type: ignore[index]
+        rest = advance(states, None, None)
+        if rest:
+            node.any = build(rest, child_shape(Step(ANY)))
+        node.leaf = not (node.keys or node.indices or node.any)
+        return node
+
+    start = closure({(pid, 0) for pid in range(len(patterns))})
+    return build(start, "$")
+
+
+def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
+    """The treated copy of ``value`` (or ``REMOVE``), recording rule hits in ``hits``."""
+    for c in node.cands:
+        if c.cond is None or c.cond(value):
+            fn = c.fn
+            if fn is None:
+                hits.append(c.hit)
+                mode = c.mode
+                break
+            try:
+                new = fn(value)
+            except ActionError as e:
+                raise RecordError("action-failed", f"{c.action.name} on {c.path}: {e}",
+                                  rule=c.number) from None
+            hits.append(-c.number if new is REMOVE or new != value else c.number)
+            return new
+    if node.leaf:
+        return _whole(node, value, mode, hits)
+    t = type(value)
+    if t is dict:
+        out = {}
+        keys, anyc = node.keys, node.any
+        for k, v in value.items():
+            child = keys.get(k, anyc)
+            if child is None:
+                if mode == KEEP:
+                    out[k] = v
+                elif mode == U_KEEP:
+                    hits.append(node.member_keep)
+                    out[k] = v
+                elif mode == U_DROP:
+                    hits.append(node.member_drop)
+                elif mode == U_REJECT:
+                    raise RecordError("unmatched-field",
+                                      f"a field at {node.shape}[*] is named by no rule")
+            else:
+                r = walk(child, v, mode, hits)
+                if r is not REMOVE:
+                    out[k] = r
+        return out if out or not value else REMOVE
+    if t is list:
+        outl = []
+        indices, anyc = node.indices, node.any
+        for i, v in enumerate(value):
+            child = indices.get(i, anyc) if indices else anyc
+            if child is None:
+                if mode == KEEP:
+                    outl.append(v)
+                elif mode == U_KEEP:
+                    hits.append(node.member_keep)
+                    outl.append(v)
+                elif mode == U_DROP:
+                    hits.append(node.member_drop)
+                elif mode == U_REJECT:
+                    raise RecordError("unmatched-field",
+                                      f"an item at {node.shape}[*] is named by no rule")
+            else:
+                r = walk(child, v, mode, hits)
+                if r is not REMOVE:
+                    outl.append(r)
+        return outl if outl or not value else REMOVE
+    return _whole(node, value, mode, hits)
+
+
+def _whole(node: Node, value: Any, mode: int, hits: list) -> Any:
+    """A value no rule below this node can touch: it follows the mode as a whole."""
+    if mode == KEEP:
+        return value
+    if mode == DROP:
+        return REMOVE
+    if mode == U_KEEP:
+        hits.append(node.keep_mark)
+        return value
+    if mode == U_DROP:
+        hits.append(node.drop_mark)
+        return REMOVE
+    raise RecordError("unmatched-field", f"the field at {node.shape} is named by no rule")
+
+
+class Tree:
+    """The static tree, plus trees specialised for the locations dynamic rules found."""
+
+    def __init__(self, rules: list[CompiledRule], cache_size: int = 256) -> None:
+        self.static = [(r, alt) for r in rules if r.alternatives for alt in r.alternatives]
+        self.dynamic = [r for r in rules if r.alternatives is None]
+        self.root = build_tree(self.static)
+        self._cache: OrderedDict[frozenset, Node] = OrderedDict()
+        self._cache_size = cache_size
+
+    def root_for(self, record: Any) -> Node:
+        if not self.dynamic:
+            return self.root
+        found = set()
+        for r in self.dynamic:
+            for m in r.expr.find(record):
+                try:
+                    found.add((r.number, concrete_steps(m.full_path)))
+                except ValueError:
+                    raise RecordError("path-failed", f"rule path {r.path} found a location "
+                                      "it cannot name", rule=r.number) from None
+        if not found:
+            return self.root
+        key = frozenset(found)
+        node = self._cache.get(key)
+        if node is None:
+            by_number = {r.number: r for r in self.dynamic}
+            extra = [(by_number[n], steps) for n, steps in sorted(key, key=repr)]
+            node = build_tree(self.static + extra)
+            self._cache[key] = node
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return node

@@ -1,0 +1,334 @@
+"""Policy files: the model a DPO reads and signs, and its loading.
+
+Loading does all parsing and checking (YAML safely, without aliases or duplicate keys;
+pydantic models that refuse unknown keys; JSONPath parsed; each action's options
+validated), so that a policy that loads is one the engine can run. Errors name the file,
+the line, the rule and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .actions import REGISTRY
+from .canonical import dumps
+from .errors import PolicyError
+from .paths import RulePath, parse_path
+
+LEGAL_BASES = {
+    "consent": "Art. 6(1)(a)",
+    "contract": "Art. 6(1)(b)",
+    "legal_obligation": "Art. 6(1)(c)",
+    "vital_interests": "Art. 6(1)(d)",
+    "public_task": "Art. 6(1)(e)",
+    "legitimate_interests": "Art. 6(1)(f)",
+}
+LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests",
+                     "public_task", "legitimate_interests"]
+Scalar = str | int | float | bool | None
+
+
+class Rule(BaseModel):
+    """One rule: which fields (``path``), what happens to them (``action``), and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="JSONPath of the fields the rule treats, e.g. "
+                      "$.actor.account.name or $.context.extensions['http://...']")
+    action: str = Field(description="The action's name: " + ", ".join(sorted(REGISTRY)))
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="The action's options (see the actions reference)")
+    when: dict[str, list[Scalar]] | None = Field(
+        None, description="Apply only where the matched value is an object whose named fields "
+        "hold one of the listed values (null stands for an absent field), e.g. "
+        "{objectType: [Agent, Group]}")
+    why: str | None = Field(None, description="The justification the DPO reads")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        parse_path(v)
+        return v
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, v: str) -> str:
+        if v not in REGISTRY:
+            raise ValueError(f"unknown action {v!r}; known actions: {', '.join(sorted(REGISTRY))}")
+        return v
+
+    @cached_property
+    def parsed_path(self) -> RulePath:
+        return parse_path(self.path)
+
+
+class PolicyModel(BaseModel):
+    """A pseudonymisation policy (its header answers GDPR Art. 30's questions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
+                      description="Short name of the policy")
+    version: str = Field(min_length=1, description="Version of the policy, as text (quote it)")
+    description: str | None = None
+    controller: str | None = Field(None, description="The controller (Art. 30(1)(a))")
+    dpo_contact: str | None = Field(None, description="Contact of the DPO (Art. 30(1)(a))")
+    purpose: str | None = Field(None, description="Purpose of the processing (Art. 30(1)(b))")
+    legal_basis: LegalBasis | None = Field(
+        None, description="Art. 6(1): " + ", ".join(f"{k} = {v}" for k, v in LEGAL_BASES.items()))
+    retention: str | None = Field(None, description="Time limit for erasure (Art. 30(1)(f))")
+    recipients: list[str] = Field(default_factory=list,
+                                  description="Recipients of the output (Art. 30(1)(d))")
+    domain: str = Field(min_length=1, max_length=200,
+                        description="Pseudonymisation domain: pseudonyms from two domains "
+                        "cannot be linked (EDPB Guidelines 01/2025)")
+    reidentification: str | None = Field(
+        None, description="Why re-identification may be needed, if it may (reversible actions)")
+    unmatched: Literal["drop", "keep", "reject"] = Field(
+        "drop", description="What happens to fields no rule names: drop (allow-list, the "
+        "default), keep, or reject the record")
+    rules: list[Rule] = Field(default_factory=list)
+
+
+class Policy:
+    """A loaded, validated policy. ``Policy.load`` takes a path or a built-in name."""
+
+    def __init__(self, model: PolicyModel, source: str = "<policy>") -> None:
+        self.model = model
+        self.source = source
+        self.options = [REGISTRY[r.action].options.model_validate(r.options) for r in model.rules]
+
+    # -- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, ref: str | Path) -> Policy:
+        """Load a policy file (``.yaml``, ``.yml``, ``.json``) or a built-in by name."""
+        path = Path(ref)
+        if not path.exists() and isinstance(ref, str) and path.suffix == "" and "/" not in ref:
+            builtin = resources.files("pseudonym.policies") / f"{ref}.yaml"
+            if builtin.is_file():
+                return cls.from_text(builtin.read_text("utf-8"), source=f"builtin:{ref}")
+            raise PolicyError(f"no policy file and no built-in policy named {ref!r} "
+                              f"(built-ins: {', '.join(builtin_names())})")
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise PolicyError(f"cannot read policy file ({e.strerror})", source=str(path)) from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise PolicyError(f"not UTF-8 text (bad byte at offset {e.start})",
+                              source=str(path)) from None
+        return cls.from_text(text, source=str(path), json_syntax=path.suffix.lower() == ".json")
+
+    @classmethod
+    def from_text(cls, text: str, *, source: str = "<policy>", json_syntax: bool = False) -> Policy:
+        if not text.strip():
+            raise PolicyError("the policy is empty", source=source)
+        if json_syntax:
+            data, node = _load_json(text, source), None
+        else:
+            data, node = _load_yaml(text, source)
+        return cls.from_dict(data, source=source, _node=node)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<dict>", _node: Any = None) -> Policy:
+        if not isinstance(data, dict):
+            raise PolicyError("a policy must be a mapping of header fields and rules",
+                              source=source, line=_line(_node, ()))
+        problems: list[PolicyError] = []
+        try:
+            model = PolicyModel.model_validate(data)
+        except ValidationError as e:
+            for err in e.errors():
+                problems.append(_problem(err["loc"], err["msg"], source, _node))
+            raise _combined(problems) from None
+        for i, rule in enumerate(model.rules):
+            try:
+                REGISTRY[rule.action].options.model_validate(rule.options)
+            except ValidationError as e:
+                for err in e.errors():
+                    problems.append(_problem(("rules", i, "options", *err["loc"]), err["msg"],
+                                             source, _node))
+        if problems:
+            raise _combined(problems)
+        return cls(model, source)
+
+    # -- what the rest of the library reads ---------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def domain(self) -> str:
+        return self.model.domain
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self.model.rules
+
+    def canonical(self) -> dict[str, Any]:
+        """The policy with every default filled in: what its SHA-256 is taken over."""
+        data = self.model.model_dump(mode="json")
+        for rule, opts in zip(data["rules"], self.options, strict=True):
+            rule["options"] = opts.model_dump(mode="json")
+        return data
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(dumps(self.canonical()).encode("utf-8")).hexdigest()
+
+    def describe(self) -> dict[str, str]:
+        """Name, version and fingerprint, as the audit log records them."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256,
+                "domain": self.domain}
+
+    def __repr__(self) -> str:
+        return f"Policy({self.name!r}, version={self.version!r}, rules={len(self.rules)})"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("pseudonym.policies").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of policy files, with each action's options checked by its name."""
+    schema = PolicyModel.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pseudonym policy"
+    rule = schema["$defs"]["Rule"]
+    rule["properties"]["action"]["enum"] = sorted(REGISTRY)
+    rule["allOf"] = []
+    for name, act in sorted(REGISTRY.items()):
+        opt = act.options.model_json_schema()
+        for k, v in opt.pop("$defs", {}).items():
+            schema["$defs"].setdefault(k, v)
+        rule["allOf"].append({"if": {"properties": {"action": {"const": name}},
+                                     "required": ["action"]},
+                              "then": {"properties": {"options": opt}}})
+    return schema
+
+
+# -- YAML and JSON reading with places ----------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without aliases (no 'billion laughs') and without duplicate keys."""
+
+    source = "<policy>"
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise PolicyError("YAML aliases (*name) are not allowed in a policy",
+                              source=self.source, line=event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                dup = key in seen
+            except TypeError:
+                raise PolicyError("a mapping key must be text", source=self.source,
+                                  line=key_node.start_mark.line + 1) from None
+            if dup:
+                raise PolicyError(f"duplicate key {key!r}", source=self.source,
+                                  line=key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
+    loader = _Loader(text)
+    loader.source = source
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise PolicyError("the policy is empty", source=source)
+        return loader.construct_document(node), node
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise PolicyError(f"not valid YAML: {e.problem or e.context}", source=source,
+                          line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as e:
+        raise PolicyError(f"not valid YAML ({type(e).__name__})", source=source) from None
+    finally:
+        loader.dispose()
+
+
+def _load_json(text: str, source: str) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise PolicyError(f"duplicate key {k!r}", source=source)
+            out[k] = v
+        return out
+
+    def constant(name: str) -> Any:
+        raise PolicyError(f"{name} is not valid JSON", source=source)
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except json.JSONDecodeError as e:
+        raise PolicyError(f"not valid JSON: {e.msg}", source=source, line=e.lineno) from None
+    except RecursionError:
+        raise PolicyError("nested too deeply", source=source) from None
+
+
+def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """Line of the deepest YAML node on the way to ``loc``."""
+    if node is None:
+        return None
+    best = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if getattr(k, "value", None) == str(part):
+                    nxt = k if part == loc[-1] else v
+                    break
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+              and part < len(node.value)):
+            nxt = node.value[part]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node = nxt
+        best = node.start_mark.line + 1
+    return best
+
+
+def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any) -> PolicyError:
+    rule = None
+    field_loc = list(loc)
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rule = loc[1] + 1
+        field_loc = list(loc[2:])
+    field = ".".join(str(p) for p in field_loc if not str(p).startswith("function-")) or None
+    msg = msg.removeprefix("Value error, ")
+    return PolicyError(msg, source=source, line=_line(node, loc), rule=rule, field=field)
+
+
+def _combined(problems: list[PolicyError]) -> PolicyError:
+    if len(problems) == 1:
+        return problems[0]
+    first = problems[0]
+    err = PolicyError(first.reason, source=first.source, line=first.line, rule=first.rule,
+                      field=first.field)
+    err.problems = problems
+    err.args = (f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems),)
+    return err
