@@ -17,11 +17,13 @@ from pathlib import Path
 
 from . import __version__
 from .audit import AUDIT_KEY_ENV, AuditLog, verify
-from .engine import RunStats, compile_plan, run_lines
+from .engine import RunStats, compile_plan, run_block
 from .errors import PseudonymError, RecordError
-from .jsonlines import AtomicOutput, iter_lines, open_input, write_lines
+from .jsonlines import AtomicOutput, open_input
 from .keys import ENV_VAR, KeyRing, MasterKey
+from .parallel import WorkerSpec, iter_blocks, run_parallel
 from .policy import Policy, builtin_names, json_schema
+from .progress import Progress
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
@@ -86,6 +88,21 @@ def _anonymise_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-errors", type=int, default=20,
                    help="rejected lines reported one by one on stderr (default: 20); "
                         "all are counted")
+    p.add_argument("--workers", "-w", type=_workers, default=1, metavar="N",
+                   help="worker processes (default: 1; 0: one per core). Output order, "
+                        "line numbers and the single audit entry are the same for any N")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress display (it is only shown when stderr is a terminal)")
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 (one per core) or more")
+    return n or os.cpu_count() or 1
 
 
 def _anonymise(a: argparse.Namespace) -> int:
@@ -96,17 +113,33 @@ def _anonymise(a: argparse.Namespace) -> int:
     run = audit.start(plan) if audit else None
     stats = RunStats()
     shown = 0
+    progress = Progress.for_stream(sys.stderr, a.quiet)
 
     def report(e: RecordError) -> None:
         nonlocal shown
         shown += 1
         if shown <= a.max_errors:
+            if progress is not None:
+                progress.clear()
             err(f"line {e.position}: rejected: {e.kind}: {e.reason}")
+
+    def advance(s: RunStats) -> None:
+        if progress is not None:
+            progress.update(s.read, s.rejected)
 
     status = "failed"
     try:
         with open_input(a.input) as src, AtomicOutput(a.output) as out:
-            write_lines(out.stream, run_lines(plan, iter_lines(src), stats, report))
+            write = out.stream.write
+            if a.workers > 1:
+                spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
+                                  tuple(keys.key_ids) if keys is not None else None)
+                run_parallel(plan, spec, iter_blocks(src), a.workers, write, stats, report,
+                             advance)
+            else:
+                for first_line, block in iter_blocks(src):
+                    write(run_block(plan, block, stats, first_line, report))
+                    advance(stats)
             out.commit()
         status = "completed"
     except KeyboardInterrupt:
@@ -115,6 +148,8 @@ def _anonymise(a: argparse.Namespace) -> int:
     finally:
         if run is not None:
             run.finish(stats, status)
+        if progress is not None:
+            progress.close(stats.read, stats.rejected)
     if stats.rejected:
         err(f"{stats.rejected} of {stats.read} records rejected; {stats.written} written")
         return EXIT_REJECTED

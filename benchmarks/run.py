@@ -1,0 +1,295 @@
+"""Throughput and memory of ``pseudonym anonymise``, side by side with the alternatives.
+
+One command, one run, one table (Markdown, ready for docs/performance.md):
+
+    python benchmarks/run.py                       # built-in xapi policy, 100k and 1M lines
+
+Contenders, each a separate process reading and writing JSON lines files, timed wall-clock
+from start to exit (interpreter start and policy loading included), best of ``--repeat``:
+
+- the CLI, one process and ``--workers N``;
+- a hand-written plain-Python pass doing the same transformations with the same JSON
+  library (``handwritten.py``); before timing, its output is checked equal to the CLI's;
+- presidio-structured doing a strict subset of the work (``presidio_pass.py``), installed
+  in its own virtual environment ``benchmarks/.venv-presidio`` (made on first use).
+
+Peak memory is the CLI's maximum resident set size on ``--lines`` and ``--big-lines`` lines
+fed through a pipe: it must not grow with the input. The data is the shared file of real
+xAPI statements, replicated (cycled) to the line counts asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = ROOT.parent / "shared" / "data" / "ralph-video-statements.jsonl.gz"
+PRESIDIO_VENV = HERE / ".venv-presidio"
+PRESIDIO_REQS = ["presidio-structured==0.0.10", "orjson"]
+PRESIDIO_SALT = "benchmark-salt-0123456789abcdef"
+
+
+@dataclass
+class Result:
+    name: str
+    records: int
+    wall: float
+    rss_mb: float
+
+
+def _hwm_kb(pid: int) -> int:
+    """Peak resident set of one process so far (VmHWM), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        with contextlib.suppress(OSError, ValueError):
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+    return pids
+
+
+def run_measured(cmd: list[str], *, stdin=None, stdout=subprocess.DEVNULL,
+                 env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB, summed over the process and its children) of a
+    command; fails loudly on a non-zero exit.
+
+    The peak is each process's own high-water mark (VmHWM), read every 20 ms: exact for
+    memory that stays in use, blind only to a rise in the last 20 ms of a process.
+    (``ru_maxrss`` would not do: it carries the launching process's peak across exec.)
+    """
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, env=env)
+    peaks: dict[int, int] = {}
+    while p.poll() is None:
+        for pid in _tree(p.pid):
+            peaks[pid] = max(peaks.get(pid, 0), _hwm_kb(pid))
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({p.returncode}): {' '.join(cmd)}")
+    return wall, sum(peaks.values()) / 1024
+
+
+def write_input(sample: list[bytes], n: int, path: Path) -> None:
+    with open(path, "wb") as f:
+        full, rest = divmod(n, len(sample))
+        block = b"".join(sample)
+        for _ in range(full):
+            f.write(block)
+        f.write(b"".join(sample[:rest]))
+
+
+def feeder(path: Path, n: int) -> list[str]:
+    """A process writing ``n`` lines cycled from ``path`` to its stdout."""
+    code = ("import sys,itertools\n"
+            f"lines=open({str(path)!r},'rb').read().splitlines(keepends=True)\n"
+            f"n={n}\nout=sys.stdout.buffer\nblock=b''.join(lines)\n"
+            "full,rest=divmod(n,len(lines))\n"
+            "for _ in range(full): out.write(block)\n"
+            "out.write(b''.join(lines[:rest]))\n")
+    return [sys.executable, "-c", code]
+
+
+def ensure_presidio() -> Path:
+    py = PRESIDIO_VENV / "bin" / "python"
+    if not py.exists():
+        print(f"creating {PRESIDIO_VENV} (presidio-structured, about 0.5 GB, once)",
+              file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(PRESIDIO_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *PRESIDIO_REQS], check=True)
+    return py
+
+
+def load(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def check_equal(cli_out: Path, hand_out: Path) -> None:
+    a, b = load(cli_out), load(hand_out)
+    if len(a) != len(b):
+        raise SystemExit(f"hand-written pass wrote {len(b)} records, the CLI {len(a)}")
+    for n, (x, y) in enumerate(zip(a, b, strict=True), 1):
+        if x != y:
+            raise SystemExit(f"record {n}: hand-written output differs from the CLI's; "
+                             "fix handwritten.py before comparing speeds")
+
+
+def check_presidio(src: Path, out: Path) -> None:
+    """presidio hashed the account name (salted SHA-256) and left the rest alone."""
+    sys.path.insert(0, str(HERE))
+    from handwritten import _minute
+    for n, (x, y) in enumerate(zip(load(src), load(out), strict=True), 1):
+        name = x["actor"]["account"]["name"]
+        want = hashlib.sha256(name.encode() + PRESIDIO_SALT.encode()).hexdigest()
+        x["actor"]["account"]["name"] = want
+        x["timestamp"] = _minute(x["timestamp"])
+        if x != y:
+            raise SystemExit(f"record {n}: presidio output is not the expected subset")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; orjson {orjson.__version__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default_policy = "xapi" if _has_builtin("xapi") else str(ROOT / "examples/research.yaml")
+    ap.add_argument("--policy", default=default_policy,
+                    help=f"policy file or built-in name (default: {default_policy})")
+    ap.add_argument("--data", default=str(DATA), help="xAPI statements (.jsonl or .jsonl.gz)")
+    ap.add_argument("--lines", type=int, default=100_000, help="lines timed (default 100000)")
+    ap.add_argument("--big-lines", type=int, default=1_000_000,
+                    help="lines of the memory run (default 1000000; 0 to skip)")
+    ap.add_argument("--workers", type=int, default=2, help="CLI workers compared (default 2)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender, best kept")
+    ap.add_argument("--no-presidio", action="store_true", help="leave presidio out")
+    ap.add_argument("--workdir", default=str(HERE / "out"), help="scratch files")
+    a = ap.parse_args(argv)
+
+    from pseudonym import MasterKey, Policy
+    policy = Policy.load(a.policy)
+    env = dict(os.environ)
+    if not env.get("PSEUDONYM_KEY", "").strip():
+        env["PSEUDONYM_KEY"] = MasterKey.generate().text  # a throw-away key for this run
+    work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = os.getloadavg()[0]
+
+    opener = gzip.open if a.data.endswith(".gz") else open
+    with opener(a.data, "rb") as f:
+        sample_lines = [line if line.endswith(b"\n") else line + b"\n" for line in f]
+    sample = work / "sample.jsonl"
+    sample.write_bytes(b"".join(sample_lines))
+    inp = work / f"input-{a.lines}.jsonl"
+    write_input(sample_lines, a.lines, inp)
+
+    cli = [sys.executable, "-m", "pseudonym", "anonymise", "--policy", a.policy, "--quiet"]
+    hand = [sys.executable, str(HERE / "handwritten.py"), a.policy]
+    contenders: list[tuple[str, list[str]]] = [
+        ("pseudonym CLI, 1 process", [*cli, "-i", str(inp), "-o", str(work / "cli.jsonl")]),
+        (f"pseudonym CLI, --workers {a.workers}",
+         [*cli, "--workers", str(a.workers), "-i", str(inp), "-o", str(work / "cliw.jsonl")]),
+        ("hand-written Python (orjson)", [*hand, str(inp), str(work / "hand.jsonl")]),
+    ]
+
+    # Same outputs first: the CLI and the hand-written pass on the sample.
+    run_measured([*cli, "-i", str(sample), "-o", str(work / "check-cli.jsonl")], env=env)
+    run_measured([*hand, str(sample), str(work / "check-hand.jsonl")], env=env)
+    check_equal(work / "check-cli.jsonl", work / "check-hand.jsonl")
+    if not a.no_presidio:
+        py = str(ensure_presidio())
+        pres = [py, str(HERE / "presidio_pass.py"), PRESIDIO_SALT]
+        run_measured([*pres, str(sample), str(work / "check-presidio.jsonl")], env=env)
+        check_presidio(sample, work / "check-presidio.jsonl")
+        contenders.append(("presidio-structured (subset)",
+                           [*pres, str(inp), str(work / "presidio.jsonl")]))
+    print(f"outputs checked on {len(sample_lines):,} statements; timing {a.lines:,} lines, "
+          f"best of {a.repeat}", file=sys.stderr)
+
+    best: dict[str, Result] = {}
+    for _ in range(a.repeat):
+        for name, cmd in contenders:
+            wall, rss = run_measured(cmd, env=env)
+            if name not in best or wall < best[name].wall:
+                best[name] = Result(name, a.lines, wall, rss)
+    if (work / "cli.jsonl").read_bytes() != (work / "cliw.jsonl").read_bytes():
+        raise SystemExit("--workers output differs from the single process output")
+
+    memory: list[tuple[int, float, float]] = []
+    for n in [a.lines] + ([a.big_lines] if a.big_lines else []):
+        feed = subprocess.Popen(feeder(sample, n), stdout=subprocess.PIPE)
+        wall, rss = run_measured(cli, stdin=feed.stdout, env=env)
+        feed.stdout.close()  # type: ignore[union-attr]
+        feed.wait()
+        memory.append((n, wall, rss))
+
+    print(report(policy, a, best, memory, started, load_before))
+    return 0
+
+
+def report(policy, a, best: dict[str, Result], memory, started: str,
+           load_before: float) -> str:
+    one = best["pseudonym CLI, 1 process"]
+    rate = {k: r.records / r.wall for k, r in best.items()}
+    lines = [
+        f"Policy `{a.policy}` ({policy.name} {policy.version}, {len(policy.rules)} rules), "
+        f"{a.lines:,} xAPI statements, JSON lines file in and out.",
+        "",
+        "| contender | wall time (s) | records/s | relative to CLI, 1 process | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in best.items():
+        lines.append(f"| {name} | {r.wall:.2f} | {rate[name]:,.0f} | "
+                     f"{rate[name] / rate[one.name]:.2f}x | {r.rss_mb:.0f} |")
+    lines += ["", "| CLI, 1 process, stdin to stdout | wall time (s) | records/s | "
+                  "peak RSS (MB) |", "|---|---:|---:|---:|"]
+    for n, wall, rss in memory:
+        lines.append(f"| {n:,} lines | {wall:.2f} | {n / wall:,.0f} | {rss:.0f} |")
+    hand = rate.get("hand-written Python (orjson)")
+    workers = rate.get(f"pseudonym CLI, --workers {a.workers}")
+    pres = rate.get("presidio-structured (subset)")
+    lines += ["", "Targets:", ""]
+    if hand:
+        lines.append(f"- CLI / hand-written: **{rate[one.name] / hand:.2f}x** (target >= 0.5)")
+    if pres:
+        lines.append(f"- CLI / presidio-structured: **{rate[one.name] / pres:.2f}x** with 1 "
+                     f"process, **{workers / pres:.2f}x** with {a.workers} workers "
+                     "(target >= 2)")
+    lines.append(f"- {a.workers} workers / 1 process: **{workers / rate[one.name]:.2f}x** "
+                 "(target >= 1.7 with 2 workers on 2 cores)")
+    if len(memory) > 1:
+        lines.append(f"- peak RSS at {memory[-1][0]:,} lines / at {memory[0][0]:,}: "
+                     f"**{memory[-1][2] / memory[0][2]:.2f}x** (target: no growth)")
+    lines += ["", f"Measured {started} on {machine()}; load average "
+                  f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after."]
+    return "\n".join(lines)
+
+
+def _has_builtin(name: str) -> bool:
+    from pseudonym.policy import builtin_names
+    return name in builtin_names()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

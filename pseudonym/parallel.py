@@ -1,0 +1,146 @@
+"""JSON lines on several cores: blocks of lines go to worker processes, results come back
+in input order, and the per-block counts merge into the one run's statistics.
+
+The parent only cuts the input into blocks at line ends and writes the answers: a block is
+one ``bytes`` object each way, so passing it between processes costs a copy, not a parse.
+Workers load the policy and the key themselves (the key from the same environment variable
+or key file as the parent): the key never crosses a pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import IO
+
+from .engine import Plan, RunStats, compile_plan, run_block
+from .errors import PseudonymError, RecordError
+from .jsonlines import BOM
+from .keys import KeyRing
+from .policy import Policy
+
+BLOCK_BYTES = 1 << 20
+"""About this many bytes of input per block: large enough that the per-block overhead
+vanishes, small enough that memory stays bounded (in flight: about 3 blocks a worker)."""
+
+
+def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """(number of the block's first line, block of whole lines) pairs, BOM dropped.
+
+    A block holds whole lines only: it ends after its last newline, except the stream's
+    last block, which may end without one.
+    """
+    line, rest, first = 1, b"", True
+    while True:
+        chunk = stream.read(size)
+        if first:
+            first = False
+            if chunk.startswith(BOM):
+                chunk = chunk[3:]
+        if not chunk:
+            if rest:
+                yield line, rest
+            return
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        block, rest = data[:cut + 1], data[cut + 1:]
+        yield line, block
+        line += block.count(b"\n")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker needs to rebuild the parent's plan: references, never key bytes."""
+
+    policy: str
+    policy_sha256: str
+    key_file: str | None
+    key_ids: tuple[str, ...] | None
+
+
+_plan: Plan | None = None
+
+
+def _init_worker(spec: WorkerSpec) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _plan
+    if _plan is not None and _plan.policy.sha256 == spec.policy_sha256:
+        return  # forked: the parent's compiled plan came with the process
+    policy = Policy.load(spec.policy)
+    if policy.sha256 != spec.policy_sha256:
+        raise PseudonymError("the policy file changed while the run was starting")
+    keys = None
+    if spec.key_ids is not None:
+        keys = KeyRing.from_file(spec.key_file) if spec.key_file else KeyRing.from_env()
+        if tuple(keys.key_ids) != spec.key_ids:
+            raise PseudonymError("a worker found another key than the parent's")
+    _plan = compile_plan(policy, keys)
+
+
+def _work(first_line: int, block: bytes) -> tuple[bytes, RunStats, list[RecordError]]:
+    assert _plan is not None
+    rejected: list[RecordError] = []
+    stats = RunStats()
+    out = run_block(_plan, block, stats, first_line, rejected.append)
+    return out, stats, rejected
+
+
+def run_parallel(plan: Plan, spec: WorkerSpec, blocks: Iterator[tuple[int, bytes]], workers: int,
+                 write: Callable[[bytes], object], stats: RunStats,
+                 on_reject: Callable[[RecordError], None] | None = None,
+                 on_block: Callable[[RunStats], None] | None = None) -> None:
+    """Treat blocks on ``workers`` processes, writing results in input order.
+
+    Where processes fork, workers inherit ``plan`` as compiled; elsewhere they rebuild it
+    from ``spec`` (policy reference and key source) and check they got the same one.
+    """
+    global _plan
+    fork = "fork" in _start_methods()
+    _plan = plan if fork else None
+    pending: deque[Future] = deque()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
+                                 initializer=_init_worker, initargs=(spec,)) as pool:
+            try:
+                for first_line, block in blocks:
+                    pending.append(pool.submit(_work, first_line, block))
+                    if len(pending) >= 3 * workers:
+                        _collect(pending.popleft(), write, stats, on_reject, on_block)
+                while pending:
+                    _collect(pending.popleft(), write, stats, on_reject, on_block)
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+    except BrokenProcessPool:
+        raise PseudonymError("a worker process stopped (it could not load the policy or the "
+                             "key, or it was killed); no output was published") from None
+    finally:
+        _plan = None
+
+
+def _collect(fut: Future, write: Callable[[bytes], object], stats: RunStats,
+             on_reject: Callable[[RecordError], None] | None,
+             on_block: Callable[[RunStats], None] | None) -> None:
+    out, part, rejected = fut.result()
+    write(out)
+    stats.merge(part)
+    if on_reject is not None:
+        for e in rejected:
+            on_reject(e)
+    if on_block is not None:
+        on_block(stats)
+
+
+def _start_methods() -> list[str]:
+    from multiprocessing import get_all_start_methods
+    return get_all_start_methods() if os.name == "posix" else ["spawn"]
