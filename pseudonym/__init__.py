@@ -7,7 +7,7 @@ trace or a stream of them; every run leaves a tamper-evident entry in an audit l
 __version__ = "0.1.0"
 
 from .audit import AuditLog
-from .engine import Plan, anonymise, compile_plan
+from .engine import Plan, anonymise, anonymise_block, anonymise_lines, compile_plan
 from .errors import AuditError, KeyRingError, PolicyError, PseudonymError, RecordError
 from .keys import KeyRing, MasterKey
 from .policy import Policy
@@ -16,5 +16,6 @@ from .reidentify import reidentify
 __all__ = [
     "AuditError", "AuditLog", "KeyRing", "KeyRingError", "MasterKey", "Plan", "Policy",
     "PolicyError", "PseudonymError", "RecordError", "__version__", "anonymise",
+    "anonymise_block", "anonymise_lines",
     "compile_plan", "reidentify",
 ]

@@ -262,12 +262,21 @@ def run_block(plan: Plan, block: bytes, stats: RunStats, start: int = 1,
     return b"\n".join(out)
 
 
-def anonymise_lines(lines: Iterable[bytes], policy: Policy, *, keys: KeyRing | None = None,
-                    audit: AuditLog | None = None,
-                    on_error: Literal["raise", "skip"] = "raise") -> Iterator[bytes]:
-    """Like ``anonymise`` over raw JSON lines (bytes, one record each), for pipelines that
-    need not decode and re-encode themselves. Yields JSON bytes without line ends."""
-    plan = compile_plan(policy, keys)
+def anonymise_lines(lines: Iterable[bytes | str], policy: Policy, *,
+                    keys: KeyRing | None = None, audit: AuditLog | None = None,
+                    on_error: Literal["raise", "skip"] = "raise",
+                    line_ends: bool = False) -> Iterator[bytes]:
+    """Like ``anonymise`` over raw JSON lines, for pipelines that need not decode and
+    re-encode themselves: bytes (or str) in, with or without their line ends, JSON bytes
+    out, one per accepted record, in order. With ``line_ends``, each ends in a newline,
+    ready for ``file.writelines``. Blank lines are skipped; positions are line numbers."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    return _lines(compile_plan(policy, keys), lines, audit, on_error, line_ends)
+
+
+def _lines(plan: Plan, lines: Iterable[bytes | str], audit: AuditLog | None, on_error: str,
+           line_ends: bool) -> Iterator[bytes]:
     stats = RunStats()
     run = audit.start(plan) if audit is not None else None
     status = "interrupted"
@@ -276,8 +285,14 @@ def anonymise_lines(lines: Iterable[bytes], policy: Policy, *, keys: KeyRing | N
         if on_error == "raise":
             raise e
 
+    raw = (line.encode("utf-8", "surrogatepass") if type(line) is str else line
+           for line in lines)
     try:
-        yield from run_lines(plan, lines, stats, reject)
+        if line_ends:
+            for out in run_lines(plan, raw, stats, reject):
+                yield out + b"\n"
+        else:
+            yield from run_lines(plan, raw, stats, reject)
         status = "completed"
     except RecordError:
         status = "failed"
@@ -285,3 +300,29 @@ def anonymise_lines(lines: Iterable[bytes], policy: Policy, *, keys: KeyRing | N
     finally:
         if run is not None:
             run.finish(stats, status)
+
+
+def anonymise_block(data: bytes, policy: Policy, *, keys: KeyRing | None = None,
+                    audit: AuditLog | None = None,
+                    on_error: Literal["raise", "skip"] = "raise") -> bytes:
+    """A whole block of JSON lines in (a file's or a message batch's bytes), the block of
+    treated lines out, each ending in a newline: the fastest entry, one call per block."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    plan = compile_plan(policy, keys)
+    stats = RunStats()
+    run = audit.start(plan) if audit is not None else None
+    status = "failed"
+
+    def reject(e: RecordError) -> None:
+        if on_error == "raise":
+            raise e
+
+    try:
+        out = run_block(plan, data[3:] if data.startswith(b"\xef\xbb\xbf") else data,
+                        stats, 1, reject)
+        status = "completed"
+    finally:
+        if run is not None:
+            run.finish(stats, status)
+    return out
