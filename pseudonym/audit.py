@@ -2,9 +2,9 @@
 
 Each entry carries ``seq``, its 1-based position, ``prev``, the SHA-256 of the previous
 line (64 zeros for the first), and, when an audit key is given, ``hmac``: HMAC-SHA-256 of
-the entry under a key derived from that audit key. The chain alone catches edits to past entries; the HMAC also
-catches a forger who rewrites the whole chain. Entries hold counts, path shapes, key ids
-and record numbers, never a value from a trace or a key.
+the entry under a key derived from that audit key. The chain alone catches edits to past
+entries; the HMAC also catches a forger who rewrites the whole chain. Entries hold counts,
+path shapes, key ids and record numbers, never a value from a trace or a key.
 """
 
 from __future__ import annotations
