@@ -76,3 +76,16 @@ def test_raw_lines_in_bytes_out(keys):
     with pytest.raises(RecordError) as e:
         list(anonymise_lines(lines, p, keys=keys))
     assert e.value.position == 3 and e.value.kind == "invalid-json"
+
+
+def test_strings_json_allows_but_utf8_cannot_hold_survive(keys):
+    p = make_policy([{"path": "$.n", "action": "keep"}])
+    out = list(anonymise_lines([b'{"n":"\\ud800x","m":1}'], p))
+    import json
+    assert json.loads(out[0]) == {"n": "\ud800x"}
+
+
+def test_value_action_on_the_whole_record_is_refused():
+    from pseudonym import PolicyError
+    with pytest.raises(PolicyError, match="whole record"):
+        make_policy([{"path": "$", "action": "hash"}])
