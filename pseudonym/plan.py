@@ -170,16 +170,8 @@ def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
         for k, v in value.items():
             child = keys.get(k, anyc)
             if child is None:
-                if mode == KEEP:
+                if mode == KEEP or _member_kept(node, mode, hits):
                     out[k] = v
-                elif mode == U_KEEP:
-                    hits.append(node.member_keep)
-                    out[k] = v
-                elif mode == U_DROP:
-                    hits.append(node.member_drop)
-                elif mode == U_REJECT:
-                    raise RecordError("unmatched-field",
-                                      f"a field at {node.shape}[*] is named by no rule")
             elif child.keep_hit:
                 hits.append(child.keep_hit)
                 out[k] = v
@@ -194,16 +186,8 @@ def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
         for i, v in enumerate(value):
             child = indices.get(i, anyc) if indices else anyc
             if child is None:
-                if mode == KEEP:
+                if mode == KEEP or _member_kept(node, mode, hits):
                     outl.append(v)
-                elif mode == U_KEEP:
-                    hits.append(node.member_keep)
-                    outl.append(v)
-                elif mode == U_DROP:
-                    hits.append(node.member_drop)
-                elif mode == U_REJECT:
-                    raise RecordError("unmatched-field",
-                                      f"an item at {node.shape}[*] is named by no rule")
             elif child.keep_hit:
                 hits.append(child.keep_hit)
                 outl.append(v)
@@ -213,6 +197,19 @@ def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
                     outl.append(r)
         return outl if outl or not value else REMOVE
     return _whole(node, value, mode, hits)
+
+
+def _member_kept(node: Node, mode: int, hits: list) -> bool:
+    """Whether a member no rule below ``node`` names is kept (not under a ``keep`` rule)."""
+    if mode == U_KEEP:
+        hits.append(node.member_keep)
+        return True
+    if mode == U_DROP:
+        hits.append(node.member_drop)
+        return False
+    if mode == U_REJECT:
+        raise RecordError("unmatched-field", f"a member of {node.shape} is named by no rule")
+    return False
 
 
 def _whole(node: Node, value: Any, mode: int, hits: list) -> Any:
