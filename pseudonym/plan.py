@@ -208,7 +208,7 @@ def _member_kept(node: Node, mode: int, hits: list) -> bool:
         hits.append(node.member_drop)
         return False
     if mode == U_REJECT:
-        raise RecordError("unmatched-field", f"a member of {node.shape} is named by no rule")
+        raise RecordError("unmatched-field", f"a field at {node.shape}[*] is named by no rule")
     return False
 
 
