@@ -59,11 +59,20 @@ class RecordError(PseudonymError):
             where += f", rule {self.rule}"
         return f"{where}: {self.kind}: {self.reason}"
 
+    def __reduce__(self) -> tuple:
+        """Picklable with its fields, so it can come back from a worker process."""
+        return (_record_error, (type(self), self.kind, self.reason, self.position, self.rule))
+
     def at(self, position: int) -> RecordError:
         """The same error, placed at a record number."""
         self.position = position
         self.args = (self._text(),)
         return self
+
+
+def _record_error(cls: type[RecordError], kind: str, reason: str, position: int | None,
+                  rule: int | None) -> RecordError:
+    return cls(kind, reason, position=position, rule=rule)
 
 
 class AuditError(PseudonymError):

@@ -36,13 +36,17 @@ def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[in
     A block holds whole lines only: it ends after its last newline, except the stream's
     last block, which may end without one.
     """
-    line, rest, first = 1, b"", True
-    while True:
+    line, rest = 1, b""
+    head = stream.read(max(size, len(BOM)))
+    while 0 < len(head) < len(BOM):
+        more = stream.read(len(BOM) - len(head))
+        if not more:
+            break
+        head += more
+    chunk = head[len(BOM):] if head.startswith(BOM) else head
+    if head and not chunk:
         chunk = stream.read(size)
-        if first:
-            first = False
-            if chunk.startswith(BOM):
-                chunk = chunk[3:]
+    while True:
         if not chunk:
             if rest:
                 yield line, rest
@@ -51,10 +55,11 @@ def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[in
         cut = data.rfind(b"\n")
         if cut < 0:
             rest = data
-            continue
-        block, rest = data[:cut + 1], data[cut + 1:]
-        yield line, block
-        line += block.count(b"\n")
+        else:
+            block, rest = data[:cut + 1], data[cut + 1:]
+            yield line, block
+            line += block.count(b"\n")
+        chunk = stream.read(size)
 
 
 @dataclass(frozen=True)

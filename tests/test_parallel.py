@@ -1,0 +1,128 @@
+"""``anonymise --workers N``: same output, same line numbers, one audit entry, any N."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pseudonym import KeyRing, MasterKey, Policy, compile_plan
+from pseudonym.engine import RunStats
+from pseudonym.errors import PseudonymError
+from pseudonym.jsonlines import BOM
+from pseudonym import parallel
+from pseudonym.parallel import WorkerSpec, iter_blocks, run_parallel
+
+from .conftest import EXAMPLES
+
+POLICY = str(EXAMPLES / "research.yaml")
+KEY = MasterKey.generate()
+
+
+def cli(*args, stdin=None, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
+    e["PSEUDONYM_KEY"] = KEY.text
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pseudonym", *args], input=stdin,
+                          capture_output=True, env=e, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory) -> bytes:
+    """About 3 MB (several 1 MB blocks) of traces, with bad and blank lines spread in."""
+    base = (EXAMPLES / "traces.jsonl").read_bytes().splitlines()
+    lines = []
+    for i in range(2500):
+        lines.extend(base)
+        if i % 700 == 3:
+            lines.append(b'{"id": "broken"')
+        if i % 900 == 5:
+            lines.append(b"")
+        if i % 1100 == 7:
+            lines.append(b"[1, 2]")
+    return b"\n".join(lines) + b"\n"
+
+
+def run_cli(tmp_path, data: bytes, workers: int, name: str):
+    src, out, audit = tmp_path / f"{name}.in", tmp_path / f"{name}.out", tmp_path / f"{name}.a"
+    src.write_bytes(data)
+    r = cli("anonymise", "--policy", POLICY, "-i", str(src), "-o", str(out), "-a", str(audit),
+            "--workers", str(workers), "--max-errors", "1000")
+    entries = [json.loads(x) for x in audit.read_text().splitlines()]
+    return r, out.read_bytes(), entries
+
+
+def test_workers_give_the_single_process_output_line_numbers_and_counts(tmp_path, big_input):
+    r1, out1, a1 = run_cli(tmp_path, big_input, 1, "one")
+    r3, out3, a3 = run_cli(tmp_path, big_input, 3, "three")
+    assert r1.returncode == r3.returncode == 1  # some lines are rejected
+    assert out3 == out1
+    assert out1.count(b"\n") == a1[0]["records"]["written"] > 25_000
+    assert r3.stderr == r1.stderr  # same rejections, same line numbers, same order
+    first_bad = big_input.split(b"\n").index(b'{"id": "broken"') + 1
+    assert f"line {first_bad}: rejected: invalid-json".encode() in r1.stderr
+    assert len(a1) == len(a3) == 1
+    drop = ("run_id", "started", "ended", "prev", "hmac")
+    assert {k: v for k, v in a3[0].items() if k not in drop} == \
+        {k: v for k, v in a1[0].items() if k not in drop}
+    assert a3[0]["records"]["rejected"] == 4 + 3
+    assert a3[0]["records"]["blank_lines"] == 3
+
+
+def test_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path):
+    data = (EXAMPLES / "traces.jsonl").read_bytes()
+    r = cli("anonymise", "--policy", POLICY, "--workers", "0", stdin=data)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == cli("anonymise", "--policy", POLICY, stdin=data).stdout
+    r = cli("anonymise", "--policy", POLICY, "--workers", "-2", stdin=data)
+    assert r.returncode == 2 and b"--workers" in r.stderr
+
+
+def test_a_worker_that_finds_another_key_stops_the_run(tmp_path, monkeypatch):
+    """Workers that start afresh (spawn) load the key themselves and check its id."""
+    monkeypatch.setattr(parallel, "_start_methods", lambda: ["spawn"])
+    policy = Policy.load(POLICY)
+    mine, theirs = KeyRing([MasterKey.generate()]), MasterKey.generate()
+    monkeypatch.setenv("PSEUDONYM_KEY", theirs.text)
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(mine.key_ids))
+    data = (EXAMPLES / "traces.jsonl").read_bytes()
+    with pytest.raises(PseudonymError, match="worker process stopped"):
+        run_parallel(compile_plan(policy, mine), spec, iter([(1, data)]), 2,
+                     io.BytesIO().write, RunStats())
+
+
+def test_spawned_workers_rebuild_the_same_plan(monkeypatch):
+    monkeypatch.setattr(parallel, "_start_methods", lambda: ["spawn"])
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    policy, keys = Policy.load(POLICY), KeyRing.from_env()
+    plan = compile_plan(policy, keys)
+    data = (EXAMPLES / "traces.jsonl").read_bytes() * 50
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    got, stats = io.BytesIO(), RunStats()
+    run_parallel(plan, spec, iter_blocks(io.BytesIO(data), 4000), 2, got.write, stats)
+    want = cli("anonymise", "--policy", POLICY, stdin=data).stdout
+    assert got.getvalue() == want
+    assert stats.read == stats.written == 600
+
+
+lines_st = st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30)
+
+
+@given(lines_st, st.integers(1, 50), st.booleans(), st.booleans())
+def test_blocks_hold_whole_lines_numbered_from_one(lines, size, final_newline, bom):
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    blocks = list(iter_blocks(io.BytesIO((BOM if bom else b"") + data), size))
+    assert b"".join(b for _, b in blocks) == data
+    expected_line = 1
+    for first, block in blocks[:-1]:
+        assert block.endswith(b"\n")
+        assert first == expected_line
+        expected_line += block.count(b"\n")
+    if blocks:
+        assert blocks[-1][0] == expected_line
