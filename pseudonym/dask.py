@@ -20,9 +20,11 @@ Install with ``pip install pseudonym[dask]``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import dask
@@ -64,10 +66,28 @@ class KeyRef:
         return cls(path=os.fspath(path), key_ids=tuple(key_ids) if key_ids else None)
 
     def load(self) -> KeyRing:
-        ring = KeyRing.from_file(self.path) if self.path else KeyRing.from_env(
-            self.env_var or ENV_VAR)
+        return self._check(self._ring(self._text()))
+
+    def _text(self) -> str:
+        """The key text as this process sees it now (read again for each partition, so a
+        rotated secret is picked up without restarting workers)."""
+        if self.path:
+            try:
+                return Path(self.path).read_text("utf-8")
+            except (OSError, UnicodeDecodeError):
+                raise KeyRingError(f"{self.path}: cannot read the key file") from None
+        var = self.env_var or ENV_VAR
+        text = os.environ.get(var, "")
+        if not text.strip():
+            raise KeyRingError(f"no key: ${var} is not set on this worker")
+        return text
+
+    def _ring(self, text: str) -> KeyRing:
+        return KeyRing.parse(text, where=self.path or f"${self.env_var or ENV_VAR}")
+
+    def _check(self, ring: KeyRing) -> KeyRing:
         if self.key_ids is not None and tuple(ring.key_ids) != self.key_ids:
-            where = self.path or f"${self.env_var}"
+            where = self.path or f"${self.env_var or ENV_VAR}"
             raise KeyRingError(f"{where}: this worker holds keys {ring.key_ids}, the run "
                                f"expects {list(self.key_ids)}")
         return ring
@@ -91,18 +111,23 @@ class _Spec:
     records: bool
 
 
-_plans: dict[tuple[str, KeyRef | None], Plan] = {}
+_plans: dict[tuple[str, KeyRef | None, bytes], Plan] = {}
 
 
 def _plan(spec: _Spec) -> Plan:
-    """The worker's compiled plan: built once per process, from references only."""
-    key = (spec.sha256, spec.key)
+    """The worker's compiled plan, from references only: compiled once per process for a
+    policy and key text (a digest of it is the cache key, not the text)."""
+    text = spec.key._text() if spec.key is not None else ""
+    key = (spec.sha256, spec.key, hashlib.sha256(text.encode()).digest())
     plan = _plans.get(key)
     if plan is None:
         policy = Policy.from_dict(spec.policy, source=f"policy {spec.sha256[:12]}")
         if policy.sha256 != spec.sha256:
             raise PseudonymError("the policy changed on its way to the worker")
-        plan = _plans[key] = Plan(policy, spec.key.load() if spec.key else None)
+        ring = spec.key._check(spec.key._ring(text)) if spec.key is not None else None
+        if len(_plans) > 8:
+            _plans.clear()
+        plan = _plans[key] = Plan(policy, ring)
     return plan
 
 

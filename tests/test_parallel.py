@@ -12,11 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pseudonym import KeyRing, MasterKey, Policy, compile_plan
+from pseudonym import KeyRing, MasterKey, Policy, compile_plan, parallel
 from pseudonym.engine import RunStats
 from pseudonym.errors import PseudonymError
 from pseudonym.jsonlines import BOM
-from pseudonym import parallel
 from pseudonym.parallel import WorkerSpec, iter_blocks, run_parallel
 
 from .conftest import EXAMPLES

@@ -1,0 +1,144 @@
+"""pseudonym.dask on a real LocalCluster with 2 worker processes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("distributed", reason="the dask extra is not installed "
+                    "(pip install -e '.[test,dask]')")
+
+import cloudpickle
+import dask.bag as db
+from distributed import Client, LocalCluster
+
+from pseudonym import AuditLog, KeyRing, MasterKey, Policy, RecordError, anonymise
+from pseudonym.dask import KeyRef, anonymise_bag
+from pseudonym.errors import KeyRingError
+
+from .conftest import EXAMPLES, SHARED
+
+POLICY = str(EXAMPLES / "research.yaml")
+KEY = MasterKey.generate()
+DROP = ("run_id", "started", "ended", "prev", "hmac")
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("key") / "pseudonym.key"
+    path.write_text(KEY.text + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                           dashboard_address=None)
+    c = Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """The shared statements cut into 3 .jsonl.gz files, with a bad and a blank line."""
+    if not SHARED.exists():
+        pytest.skip(f"shared sample data not found at {SHARED}")
+    with gzip.open(SHARED, "rb") as f:
+        lines = f.read().splitlines()[:9000]
+    lines.insert(4321, b'{"actor": {"account": ')
+    lines.insert(7000, b"")
+    d = tmp_path_factory.mktemp("in")
+    for i in range(3):
+        with gzip.open(d / f"part-{i}.jsonl.gz", "wb") as f:
+            f.write(b"\n".join(lines[i * 3001:(i + 1) * 3001]) + b"\n")
+    return d, b"\n".join(lines) + b"\n"
+
+
+def run_cli(tmp_path, data: bytes, key_file):
+    (tmp_path / "all.jsonl").write_bytes(data)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
+    r = subprocess.run([sys.executable, "-m", "pseudonym", "anonymise", "--policy", POLICY,
+                        "--key-file", str(key_file), "-i", str(tmp_path / "all.jsonl"),
+                        "-o", str(tmp_path / "cli.jsonl"), "-a", str(tmp_path / "cli.audit")],
+                       capture_output=True, env=env, timeout=120)
+    assert r.returncode == 1 and b"line 4322: rejected: invalid-json" in r.stderr
+    return (tmp_path / "cli.jsonl").read_bytes(), json.loads(
+        (tmp_path / "cli.audit").read_text())
+
+
+def test_bag_output_is_the_cli_output_line_for_line(client, parts, key_file, tmp_path):
+    src, data = parts
+    want, cli_entry = run_cli(tmp_path, data, key_file)
+    bag = db.read_text(str(src / "part-*.jsonl.gz"))
+    assert bag.npartitions == 3
+    job = anonymise_bag(bag, POLICY, key=KeyRef.file(key_file), on_error="skip")
+    out = job.bag.to_textfiles(str(tmp_path / "out" / "*.jsonl.gz"), last_endline=True,
+                               compute=False)
+    with AuditLog.open(tmp_path / "dask.audit") as audit:
+        stats = job.run(out, audit=audit)
+    got = b""
+    for i in range(3):
+        with gzip.open(tmp_path / "out" / f"{i}.jsonl.gz") as f:
+            got += f.read()
+    assert got.splitlines() == want.splitlines() and got == want
+    assert stats.rejected == 1 and stats.written == 9000
+    entries = [json.loads(x) for x in (tmp_path / "dask.audit").read_text().splitlines()]
+    assert len(entries) == 1
+    assert {k: v for k, v in entries[0].items() if k not in DROP} == \
+        {k: v for k, v in cli_entry.items() if k not in DROP}
+    assert entries[0]["errors"]["invalid-json"]["records"] == [4322]  # numbered across files
+
+
+def test_the_key_is_never_in_the_task_graph(parts, key_file):
+    src, _ = parts
+    job = anonymise_bag(db.read_text(str(src / "part-*.jsonl.gz")), POLICY,
+                        key=KeyRef.file(key_file))
+    graph = cloudpickle.dumps(dict(job.bag.__dask_graph__())) + cloudpickle.dumps(
+        dict(job._counts.__dask_graph__()))
+    secret = KEY.text.split(".")[2]
+    assert secret.encode() not in graph and KEY._secret not in graph
+    assert str(key_file).encode() in graph and KEY.key_id.encode() in graph
+
+
+def test_workers_read_the_key_from_their_environment_and_refuse_another(client, monkeypatch):
+    """Workers inherit no key here; each loads it from its own environment when set."""
+    records = [json.loads(x) for x in (EXAMPLES / "traces.jsonl").read_text().splitlines()]
+    other = MasterKey.generate()
+
+    def set_env(text):
+        os.environ["PSEUDONYM_KEY"] = text
+
+    client.run(set_env, KEY.text)
+    try:
+        bag = db.from_sequence(records, npartitions=2)
+        job = anonymise_bag(bag, POLICY, key=KeyRef.env(key_ids=[KEY.key_id]),
+                            input="records")
+        job.run(job.bag)
+        got = job.results[0]
+        assert got == list(anonymise(records, Policy.load(POLICY), keys=KeyRing([KEY])))
+        client.run(set_env, other.text)
+        job = anonymise_bag(bag, POLICY, key=KeyRef.env(key_ids=[KEY.key_id]),
+                            input="records")
+        with pytest.raises(KeyRingError, match="expects"):
+            job.run(job.bag)
+    finally:
+        client.run(lambda: os.environ.pop("PSEUDONYM_KEY", None))
+
+
+def test_rejected_record_raises_after_the_run_is_recorded(client, key_file, tmp_path):
+    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    lines.insert(7, "[1]")
+    job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
+                        key=KeyRef.file(key_file))
+    with AuditLog.open(tmp_path / "a") as audit, pytest.raises(RecordError) as e:
+        job.run(job.bag, audit=audit)
+    assert e.value.position == 8 and e.value.kind == "not-an-object"
+    assert json.loads((tmp_path / "a").read_text())["records"]["rejected"] == 1
