@@ -77,24 +77,31 @@ class RunStats:
     read: int = 0
     written: int = 0
     rejected: int = 0
-    matched: Counter = field(default_factory=Counter)
-    transformed: Counter = field(default_factory=Counter)
-    shapes: Counter = field(default_factory=Counter)
+    hits: Counter = field(default_factory=Counter)
+    """Rule hits as the walk records them: ``n`` rule n matched, ``-n`` matched and
+    transformed, ``(what, shape)`` an unmatched field; counted in C, split on reading."""
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: Counter = field(default_factory=Counter)
 
     def commit(self, hits: list) -> None:
-        matched, transformed, shapes = self.matched, self.transformed, self.shapes
-        for h in hits:
-            if type(h) is int:
-                if h < 0:
-                    matched[-h] += 1
-                    transformed[-h] += 1
-                else:
-                    matched[h] += 1
-            else:
-                shapes[h] += 1
+        self.hits.update(hits)
         self.written += 1
+
+    @property
+    def matched(self) -> Counter:
+        m: Counter = Counter()
+        for h, n in self.hits.items():
+            if type(h) is int:
+                m[abs(h)] += n
+        return m
+
+    @property
+    def transformed(self) -> Counter:
+        return Counter({-h: n for h, n in self.hits.items() if type(h) is int and h < 0})
+
+    @property
+    def shapes(self) -> Counter:
+        return Counter({h: n for h, n in self.hits.items() if type(h) is not int})
 
     def reject(self, err: RecordError) -> None:
         self.rejected += 1
@@ -107,9 +114,7 @@ class RunStats:
         self.read += other.read
         self.written += other.written
         self.rejected += other.rejected
-        self.matched.update(other.matched)
-        self.transformed.update(other.transformed)
-        self.shapes.update(other.shapes)
+        self.hits.update(other.hits)
         self.extra.update(other.extra)
         for kind, e in other.errors.items():
             mine = self.errors.setdefault(kind, {"count": 0, "records": []})
@@ -119,10 +124,11 @@ class RunStats:
     def to_dict(self, plan: Plan | None = None) -> dict[str, Any]:
         rules = []
         if plan is not None:
+            matched, transformed = self.matched, self.transformed
             for r in plan.rules:
                 rules.append({"rule": r.number, "path": r.path, "action": r.action.name,
-                              "matched": self.matched[r.number],
-                              "transformed": self.transformed[r.number]})
+                              "matched": matched[r.number],
+                              "transformed": transformed[r.number]})
         unmatched: dict[str, dict[str, int]] = {"dropped": {}, "kept": {}}
         for (what, shape), n in sorted(self.shapes.items()):
             unmatched[what][shape] = n
