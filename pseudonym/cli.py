@@ -21,7 +21,7 @@ from .engine import RunStats, compile_plan, run_block
 from .errors import PseudonymError, RecordError
 from .jsonlines import AtomicOutput, open_input
 from .keys import ENV_VAR, KeyRing, MasterKey
-from .parallel import WorkerSpec, iter_blocks, run_parallel
+from .parallel import WorkerSpec, file_ranges, iter_blocks, run_parallel, stream_blocks
 from .policy import Policy, builtin_names, json_schema
 from .progress import Progress
 
@@ -134,8 +134,9 @@ def _anonymise(a: argparse.Namespace) -> int:
             if a.workers > 1:
                 spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
                                   tuple(keys.key_ids) if keys is not None else None)
-                run_parallel(plan, spec, iter_blocks(src), a.workers, write, stats, report,
-                             advance)
+                tasks = (file_ranges(a.input) if _regular_file(a.input)
+                         else stream_blocks(src))
+                run_parallel(plan, spec, tasks, a.workers, write, stats, report, advance)
             else:
                 for first_line, block in iter_blocks(src):
                     write(run_block(plan, block, stats, first_line, report))
@@ -154,6 +155,11 @@ def _anonymise(a: argparse.Namespace) -> int:
         err(f"{stats.rejected} of {stats.read} records rejected; {stats.written} written")
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def _regular_file(path: str) -> bool:
+    """Uncompressed and seekable: workers can read their share of it themselves."""
+    return path != "-" and not path.endswith(".gz") and os.path.isfile(path)
 
 
 # -- keygen -------------------------------------------------------------------------------

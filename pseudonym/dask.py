@@ -31,10 +31,11 @@ import dask
 import dask.bag as db
 
 from .actions import REGISTRY
-from .engine import MAX_POSITIONS, Plan, RunStats, run_lines
+from .engine import Plan, RunStats, run_lines
 from .errors import KeyRingError, PseudonymError, RecordError
 from .jsonlines import BOM
 from .keys import ENV_VAR, KeyRing
+from .parallel import shift_positions
 from .policy import Policy
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class BagJob:
             offset = 0
             uses: set[tuple[tuple[str, str], ...]] = set()
             for part in parts:
-                stats.merge(_shifted(part["stats"], offset))
+                stats.merge(shift_positions(part["stats"], offset))
                 offset += part["positions"]
                 uses.add(tuple(part["key_uses"]))
             if len(uses) > 1:
@@ -240,13 +241,6 @@ class BagJob:
             raise RecordError(kind, f"{stats.rejected} record(s) rejected and left out",
                               position=first[0] if first else None)
         return stats
-
-
-def _shifted(stats: RunStats, offset: int) -> RunStats:
-    if offset:
-        for e in stats.errors.values():
-            e["records"] = [p + offset for p in e["records"]][:MAX_POSITIONS]
-    return stats
 
 
 def anonymise_bag(bag: db.Bag, policy: Policy | str, *, key: KeyRef | None = None,

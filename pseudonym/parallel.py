@@ -91,19 +91,66 @@ def _init_worker(spec: WorkerSpec) -> None:
     _plan = compile_plan(policy, keys)
 
 
-def _work(first_line: int, block: bytes) -> tuple[bytes, RunStats, list[RecordError]]:
+def file_ranges(path: str, size: int = BLOCK_BYTES) -> Iterator[tuple[None, str, int, int]]:
+    """Tasks naming byte ranges of whole lines of a regular file: workers read the bytes
+    themselves, so the parent neither reads nor sends the input."""
+    with open(path, "rb") as f:
+        total = os.fstat(f.fileno()).st_size
+        start = len(BOM) if f.read(len(BOM)) == BOM else 0
+        while start < total:
+            end = start + size
+            if end >= total:
+                yield None, path, start, total
+                return
+            f.seek(end)
+            while True:
+                piece = f.read(8192)
+                if not piece:
+                    end = total
+                    break
+                i = piece.find(b"\n")
+                if i >= 0:
+                    end += i + 1
+                    break
+                end += len(piece)
+            yield None, path, start, end
+            start = end
+
+
+def stream_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[bytes]]:
+    """Tasks carrying blocks of a stream (standard input, gzip) to the workers."""
+    for _, block in iter_blocks(stream, size):
+        yield (block,)
+
+
+_files: dict[str, int] = {}
+
+
+def _work(block: bytes | None, path: str | None = None, start: int = 0, end: int = 0
+          ) -> tuple[bytes, RunStats, list[RecordError], int]:
+    """One block, lines numbered from 1; the parent shifts the numbers into place."""
     assert _plan is not None
+    if block is None:
+        assert path is not None
+        fd = _files.get(path)
+        if fd is None:
+            fd = _files[path] = os.open(path, os.O_RDONLY)
+        block = os.pread(fd, end - start, start)
+        if len(block) != end - start:
+            raise PseudonymError("the input file shrank during the run")
     rejected: list[RecordError] = []
     stats = RunStats()
-    out = run_block(_plan, block, stats, first_line, rejected.append)
-    return out, stats, rejected
+    out = run_block(_plan, block, stats, 1, rejected.append)
+    lines = block.count(b"\n") + (1 if block and not block.endswith(b"\n") else 0)
+    return out, stats, rejected, lines
 
 
-def run_parallel(plan: Plan, spec: WorkerSpec, blocks: Iterator[tuple[int, bytes]], workers: int,
+def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: int,
                  write: Callable[[bytes], object], stats: RunStats,
                  on_reject: Callable[[RecordError], None] | None = None,
                  on_block: Callable[[RunStats], None] | None = None) -> None:
-    """Treat blocks on ``workers`` processes, writing results in input order.
+    """Treat tasks (from ``file_ranges`` or ``stream_blocks``) on ``workers`` processes,
+    writing results in input order.
 
     Where processes fork, workers inherit ``plan`` as compiled; elsewhere they rebuild it
     from ``spec`` (policy reference and key source) and check they got the same one.
@@ -112,16 +159,17 @@ def run_parallel(plan: Plan, spec: WorkerSpec, blocks: Iterator[tuple[int, bytes
     fork = "fork" in _start_methods()
     _plan = plan if fork else None
     pending: deque[Future] = deque()
+    done = _Collector(write, stats, on_reject, on_block)
     try:
         with ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
                                  initializer=_init_worker, initargs=(spec,)) as pool:
             try:
-                for first_line, block in blocks:
-                    pending.append(pool.submit(_work, first_line, block))
+                for task in tasks:
+                    pending.append(pool.submit(_work, *task))
                     if len(pending) >= 3 * workers:
-                        _collect(pending.popleft(), write, stats, on_reject, on_block)
+                        done(pending.popleft())
                 while pending:
-                    _collect(pending.popleft(), write, stats, on_reject, on_block)
+                    done(pending.popleft())
             except BaseException:
                 for f in pending:
                     f.cancel()
@@ -133,17 +181,32 @@ def run_parallel(plan: Plan, spec: WorkerSpec, blocks: Iterator[tuple[int, bytes
         _plan = None
 
 
-def _collect(fut: Future, write: Callable[[bytes], object], stats: RunStats,
-             on_reject: Callable[[RecordError], None] | None,
-             on_block: Callable[[RunStats], None] | None) -> None:
-    out, part, rejected = fut.result()
-    write(out)
-    stats.merge(part)
-    if on_reject is not None:
-        for e in rejected:
-            on_reject(e)
-    if on_block is not None:
-        on_block(stats)
+@dataclass
+class _Collector:
+    write: Callable[[bytes], object]
+    stats: RunStats
+    on_reject: Callable[[RecordError], None] | None
+    on_block: Callable[[RunStats], None] | None
+    lines: int = 0
+
+    def __call__(self, fut: Future) -> None:
+        out, part, rejected, lines = fut.result()
+        self.write(out)
+        self.stats.merge(shift_positions(part, self.lines))
+        if self.on_reject is not None:
+            for e in rejected:
+                self.on_reject(e.at(e.position + self.lines))
+        self.lines += lines
+        if self.on_block is not None:
+            self.on_block(self.stats)
+
+
+def shift_positions(stats: RunStats, offset: int) -> RunStats:
+    """Counts of a block whose lines were numbered from 1, renumbered from ``offset + 1``."""
+    if offset:
+        for e in stats.errors.values():
+            e["records"] = [p + offset for p in e["records"]]
+    return stats
 
 
 def _start_methods() -> list[str]:

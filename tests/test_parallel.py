@@ -16,7 +16,7 @@ from pseudonym import KeyRing, MasterKey, Policy, compile_plan, parallel
 from pseudonym.engine import RunStats
 from pseudonym.errors import PseudonymError
 from pseudonym.jsonlines import BOM
-from pseudonym.parallel import WorkerSpec, iter_blocks, run_parallel
+from pseudonym.parallel import WorkerSpec, file_ranges, iter_blocks, run_parallel, stream_blocks
 
 from .conftest import EXAMPLES
 
@@ -92,7 +92,7 @@ def test_a_worker_that_finds_another_key_stops_the_run(tmp_path, monkeypatch):
     spec = WorkerSpec(POLICY, policy.sha256, None, tuple(mine.key_ids))
     data = (EXAMPLES / "traces.jsonl").read_bytes()
     with pytest.raises(PseudonymError, match="worker process stopped"):
-        run_parallel(compile_plan(policy, mine), spec, iter([(1, data)]), 2,
+        run_parallel(compile_plan(policy, mine), spec, iter([(data,)]), 2,
                      io.BytesIO().write, RunStats())
 
 
@@ -103,9 +103,9 @@ def test_spawned_workers_rebuild_the_same_plan(monkeypatch):
     plan = compile_plan(policy, keys)
     data = (EXAMPLES / "traces.jsonl").read_bytes() * 50
     spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
-    got, stats = io.BytesIO(), RunStats()
-    run_parallel(plan, spec, iter_blocks(io.BytesIO(data), 4000), 2, got.write, stats)
     want = cli("anonymise", "--policy", POLICY, stdin=data).stdout
+    got, stats = io.BytesIO(), RunStats()
+    run_parallel(plan, spec, stream_blocks(io.BytesIO(data), 4000), 2, got.write, stats)
     assert got.getvalue() == want
     assert stats.read == stats.written == 600
 
@@ -125,3 +125,25 @@ def test_blocks_hold_whole_lines_numbered_from_one(lines, size, final_newline, b
         expected_line += block.count(b"\n")
     if blocks:
         assert blocks[-1][0] == expected_line
+
+
+@given(lines_st, st.integers(1, 50), st.booleans(), st.booleans())
+def test_file_ranges_hold_whole_lines(tmp_path_factory, lines, size, final_newline, bom):
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    path = tmp_path_factory.mktemp("ranges") / "in.jsonl"
+    path.write_bytes((BOM if bom else b"") + data)
+    raw = path.read_bytes()
+    ranges = [(start, end) for _, _, start, end in file_ranges(str(path), size)]
+    assert b"".join(raw[a:b] for a, b in ranges) == data
+    assert all(raw[b - 1:b] == b"\n" for _, b in ranges[:-1])
+
+
+def test_stdin_and_gzip_input_go_through_the_parent(tmp_path, big_input):
+    import gzip
+    gz = tmp_path / "in.jsonl.gz"
+    gz.write_bytes(gzip.compress(big_input))
+    one = cli("anonymise", "--policy", POLICY, stdin=big_input)
+    piped = cli("anonymise", "--policy", POLICY, "--workers", "2", stdin=big_input)
+    zipped = cli("anonymise", "--policy", POLICY, "--workers", "2", "-i", str(gz))
+    assert one.stdout == piped.stdout == zipped.stdout
+    assert one.stderr == piped.stderr == zipped.stderr
