@@ -48,6 +48,7 @@ class Result:
     name: str
     records: int
     wall: float
+    cpu: float
     rss_mb: float
 
 
@@ -74,9 +75,9 @@ def _tree(pid: int) -> list[int]:
 
 
 def run_measured(cmd: list[str], *, stdin=None, stdout=subprocess.DEVNULL,
-                 env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, summed over the process and its children) of a
-    command; fails loudly on a non-zero exit.
+                 env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, children included) and peak RSS (MB,
+    summed over the process and its children) of a command; fails on a non-zero exit.
 
     The peak is each process's own high-water mark (VmHWM), read every 20 ms: exact for
     memory that stays in use, blind only to a rise in the last 20 ms of a process.
@@ -85,14 +86,18 @@ def run_measured(cmd: list[str], *, stdin=None, stdout=subprocess.DEVNULL,
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, env=env)
     peaks: dict[int, int] = {}
-    while p.poll() is None:
-        for pid in _tree(p.pid):
-            peaks[pid] = max(peaks.get(pid, 0), _hwm_kb(pid))
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        for child in _tree(p.pid):
+            peaks[child] = max(peaks.get(child, 0), _hwm_kb(child))
         time.sleep(0.02)
     wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"benchmark command failed ({p.returncode}): {' '.join(cmd)}")
-    return wall, sum(peaks.values()) / 1024
+    return wall, usage.ru_utime + usage.ru_stime, sum(peaks.values()) / 1024
 
 
 def write_input(sample: list[bytes], n: int, path: Path) -> None:
@@ -230,16 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[str, Result] = {}
     for _ in range(a.repeat):
         for name, cmd in contenders:
-            wall, rss = run_measured(cmd, env=env)
+            wall, cpu, rss = run_measured(cmd, env=env)
             if name not in best or wall < best[name].wall:
-                best[name] = Result(name, a.lines, wall, rss)
+                best[name] = Result(name, a.lines, wall, cpu, rss)
     if (work / "cli.jsonl").read_bytes() != (work / "cliw.jsonl").read_bytes():
         raise SystemExit("--workers output differs from the single process output")
 
     memory: list[tuple[int, float, float]] = []
     for n in [a.lines] + ([a.big_lines] if a.big_lines else []):
         feed = subprocess.Popen(feeder(sample, n), stdout=subprocess.PIPE)
-        wall, rss = run_measured(cli, stdin=feed.stdout, env=env)
+        wall, _, rss = run_measured(cli, stdin=feed.stdout, env=env)
         feed.stdout.close()  # type: ignore[union-attr]
         feed.wait()
         memory.append((n, wall, rss))
@@ -256,12 +261,13 @@ def report(policy, a, best: dict[str, Result], memory, started: str,
         f"Policy `{a.policy}` ({policy.name} {policy.version}, {len(policy.rules)} rules), "
         f"{a.lines:,} xAPI statements, JSON lines file in and out.",
         "",
-        "| contender | wall time (s) | records/s | relative to CLI, 1 process | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|",
+        "| contender | wall time (s) | records/s | relative to CLI, 1 process | "
+        "CPU time (s) | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in best.items():
         lines.append(f"| {name} | {r.wall:.2f} | {rate[name]:,.0f} | "
-                     f"{rate[name] / rate[one.name]:.2f}x | {r.rss_mb:.0f} |")
+                     f"{rate[name] / rate[one.name]:.2f}x | {r.cpu:.2f} | {r.rss_mb:.0f} |")
     lines += ["", "| CLI, 1 process, stdin to stdout | wall time (s) | records/s | "
                   "peak RSS (MB) |", "|---|---:|---:|---:|"]
     for n, wall, rss in memory:

@@ -13,17 +13,17 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .engine import Plan, RunStats, compile_plan, run_block
 from .errors import PseudonymError, RecordError
 from .jsonlines import BOM
 from .keys import KeyRing
 from .policy import Policy
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 BLOCK_BYTES = 1 << 20
 """About this many bytes of input per block: large enough that the per-block overhead
@@ -155,6 +155,10 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     Where processes fork, workers inherit ``plan`` as compiled; elsewhere they rebuild it
     from ``spec`` (policy reference and key source) and check they got the same one.
     """
+    from concurrent.futures import ProcessPoolExecutor  # 30 ms of imports: only when used
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import get_context
+
     global _plan
     fork = "fork" in _start_methods()
     _plan = plan if fork else None
