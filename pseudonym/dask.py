@@ -191,13 +191,25 @@ class _RuleInfo:
     action: Any
 
 
+class _SharedBag(db.Bag):
+    """The treated bag. Writers made from it (``to_textfiles(..., compute=False)``)
+    optimise their graph on the spot; a plain bag would fuse the anonymisation into each
+    writer task, so the counts would need a second pass over the data. Here nothing is
+    fused away: outputs and counts share the anonymisation tasks, computed once."""
+
+    @staticmethod
+    def __dask_optimize__(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        return db.core.optimize(dsk, keys, fuse_keys=list(dsk.keys()), **kwargs)
+
+
 class BagJob:
     """A lazy anonymisation of a bag: ``bag`` is the result; ``run`` computes it, with
     any writers of it, and records the run."""
 
     def __init__(self, bag: db.Bag, policy: Policy, spec: _Spec, on_error: str) -> None:
         treated = bag.map_partitions(_treat, spec)
-        self.bag: db.Bag = treated.map_partitions(_output)
+        out = treated.map_partitions(_output)
+        self.bag: db.Bag = _SharedBag(out.dask, out.name, out.npartitions)
         self._counts = treated.map_partitions(_counts)
         self.policy = policy
         self.on_error = on_error
@@ -216,7 +228,7 @@ class BagJob:
         stats = RunStats()
         status = "failed"
         try:
-            *results, parts = dask.compute(*outputs, self._counts)
+            *results, parts = dask.compute(*outputs, self._counts, optimize_graph=False)
             offset = 0
             uses: set[tuple[tuple[str, str], ...]] = set()
             for part in parts:

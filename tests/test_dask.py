@@ -142,3 +142,23 @@ def test_rejected_record_raises_after_the_run_is_recorded(client, key_file, tmp_
         job.run(job.bag, audit=audit)
     assert e.value.position == 8 and e.value.kind == "not-an-object"
     assert json.loads((tmp_path / "a").read_text())["records"]["rejected"] == 1
+
+
+def test_outputs_and_counts_share_one_pass_over_the_data(monkeypatch, key_file, tmp_path):
+    """Writers built from job.bag do not fuse their own copy of the anonymisation."""
+    import dask
+
+    import pseudonym.dask as pdask
+
+    calls = []
+    treat = pdask._treat
+    monkeypatch.setattr(pdask, "_treat", lambda items, spec: calls.append(1) or treat(items,
+                                                                                    spec))
+    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
+                        key=KeyRef.file(key_file))
+    with dask.config.set(scheduler="sync"):
+        writes = job.bag.to_textfiles(str(tmp_path / "*.jsonl.gz"), last_endline=True,
+                                      compute=False)
+        stats = job.run(writes)
+    assert len(calls) == 3 and stats.written == 12
