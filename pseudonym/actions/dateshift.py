@@ -36,9 +36,9 @@ class DateShiftOptions(Options):
 def _lookup(record: Any, steps: tuple) -> Any:
     v = record
     for s in steps:
-        if s.kind == KEY and type(v) is dict and s.value in v:
-            v = v[s.value]
-        elif s.kind == INDEX and type(v) is list and s.value < len(v):
+        found = (s.kind == KEY and type(v) is dict and s.value in v) or (
+            s.kind == INDEX and type(v) is list and s.value < len(v))
+        if found:
             v = v[s.value]
         else:
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -9,8 +10,9 @@ from pydantic import Field
 
 from .base import ActionError, BuildContext, Options, action
 
-USER_SEGMENTS = ("u", "user", "users", "account", "accounts", "profile", "profiles",
-                 "learner", "learners", "student", "students", "preferences", "progress")
+USER_SEGMENTS = ("u", "users", "accounts", "profile", "profiles", "learner", "learners",
+                 "student", "students", "preferences", "progress")
+_EMAIL = re.compile(r"[\w.%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
 
 
 class UrlOptions(Options):
@@ -40,7 +42,7 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
     for i, seg in enumerate(segments):
         if seg:
             plain = unquote(seg).lower()
-            if (plain in forms or prev in markers or "@" in plain
+            if (plain in forms or prev in markers or _EMAIL.fullmatch(plain)
                     or any(p in forms for p in plain.split(","))):
                 segments[i] = token
             prev = plain
@@ -51,7 +53,7 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
 @action("url", UrlOptions, record_aware=True,
         summary="Keep a URL's scheme, host and path shape; drop user info, query and "
                 "fragment; replace a path segment that is one of the record's identifiers "
-                "(in any form), holds an e-mail address, or follows a user segment such as "
+                "(in any form), is an e-mail address, or follows a user segment such as "
                 "/u/ with a token. Text that is not a URL (an event name) stays as it is; "
                 "null and \"\" too.")
 def url(options: UrlOptions, ctx: BuildContext):
