@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -84,8 +85,13 @@ def _digests(text: str) -> Iterable[str]:
             hashlib.sha256(data).hexdigest())
 
 
-def identifier_forms(ident: str) -> set[str]:
-    """Every lower-cased form of one identifier that must not survive."""
+@lru_cache(maxsize=4096)
+def identifier_forms(ident: str) -> frozenset[str]:
+    """Every lower-cased form of one identifier that must not survive.
+
+    Cached: a learner's identifiers come back in record after record, and deriving the
+    forms (nine digests each) is the costly part of record-aware treatment.
+    """
     base = ident.strip()
     raws = {base}
     if base.lower().startswith("mailto:"):
@@ -99,7 +105,7 @@ def identifier_forms(ident: str) -> set[str]:
             forms.add(quote(variant, safe="").lower())
             forms.add(quote_plus(variant, safe="").lower())
             forms.update(_digests(variant))
-    return {f for f in forms if f}
+    return frozenset(f for f in forms if f)
 
 
 class RecordContext:

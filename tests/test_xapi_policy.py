@@ -209,6 +209,9 @@ EXT = "http://id.tincanapi.com/extension/"
     ("context", "extensions", "https://example.org/extensions/anything-else"),
     ("result", "extensions", "https://example.org/extensions/unnamed"),
     ("object", "definition", "extensions", "https://example.org/extensions/unnamed"),
+    ("context", "contextActivities", "parent", 0, "definition", "extensions",
+     "https://example.org/extensions/unnamed"),
+    ("context", "contextActivities", "parent", 0, "note"),
 ])
 @pytest.mark.parametrize("form", sorted(variants(EMAIL)))
 def test_free_text_and_extensions_are_gone(policy, keys, where, form):
