@@ -21,8 +21,9 @@ Two additions serve learning traces (both cost nothing when a policy does not us
 6. A rule whose action decodes embedded JSON (``json``) neither replaces the value nor
    changes the default: when the value is a string holding a JSON object or array, the
    rules below the rule's path apply to the decoded value, which is written back as a
-   string (Open edX's ``event`` is often such a string). A string that is not JSON
-   follows the action's ``otherwise``.
+   string (Open edX's ``event`` is often such a string), ``"{}"`` if the policy left
+   nothing in it, so the field keeps its type. A string that is not JSON follows the
+   action's ``otherwise``.
 7. Record-aware actions (``scrub``, ``url``, ``date_shift``) see a per-record context
    (``RecordContext``): before the walk, the values the record holds at the locations of
    *identifying* rules (agents, usernames, user ids, or any rule marked
@@ -193,7 +194,7 @@ def _decoded(node: Node, c: CompiledRule, value: Any, mode: int, hits: list, rec
         inner = decode_json_text(value)
         if inner is not None:
             out = _inside(node, inner, mode, hits, rec)
-            return REMOVE if out is REMOVE else _json_text(out)
+            return _json_text(type(inner)() if out is REMOVE else out)
     try:
         return c.fn(value) if c.fn is not None else REMOVE
     except ActionError as e:

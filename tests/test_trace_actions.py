@@ -172,3 +172,8 @@ def test_identifiers_are_gathered_through_embedded_json(keys):
     ids = plan.gather({"username": "a1", "context": {"user_id": 7},
                        "event": '{"student": "b2", "user_id": 9}'})
     assert sorted(ids) == ["7", "9", "a1", "b2"]
+
+
+def test_json_text_emptied_by_the_policy_stays_json_text(keys):
+    p = one_rule("$.e", "json", extra=[{"path": "$.e.keep", "action": "keep"}])
+    assert anonymise({"e": '{"secret": "x"}', "k": 1}, p, keys=keys)["e"] == "{}"
