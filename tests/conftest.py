@@ -1,19 +1,25 @@
-"""Shared helpers: a fresh key ring, the shared data, and 'every form' of a secret."""
-
 from __future__ import annotations
 
 import gzip
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
 
-from pseudonym import KeyRing
+from pseudonym import KeyRing, Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "ralph-video-statements.jsonl.gz"
+EXAMPLES = ROOT / "examples"
+
+
+def make_policy(rules: list[dict[str, Any]], **header: Any) -> Policy:
+    data = {"name": "t", "version": "1", "domain": "test-domain", "rules": rules}
+    data.update(header)
+    return Policy.from_dict(data)
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +28,11 @@ def keys() -> KeyRing:
 
 
 @pytest.fixture(scope="session")
-def shared_statements() -> list[dict]:
+def statements() -> list[dict[str, Any]]:
     if not SHARED.exists():
-        pytest.skip(f"shared data absent: {SHARED} (CI has ../shared/data beside the clone)")
+        pytest.skip(f"shared sample data not found at {SHARED}")
     with gzip.open(SHARED, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in f]
 
 
 def variants(secret: str) -> dict[str, str]:

@@ -279,13 +279,13 @@ def test_block_keys_with_at_signs_survive(policy, keys):
     assert out["context"]["contextActivities"]["parent"][1]["id"] == BLOCK
 
 
-def test_shared_statements_validate_and_keep_actors_apart(policy, keys, shared_statements):
-    outs = list(anonymise(shared_statements, policy, keys=keys))
-    assert len(outs) == len(shared_statements)
+def test_statements_validate_and_keep_actors_apart(policy, keys, statements):
+    outs = list(anonymise(statements, policy, keys=keys))
+    assert len(outs) == len(statements)
     mapping: dict[str, str] = {}
     sessions: dict[str, str] = {}
     sid = VIDEO + "session-id"
-    for src, out in zip(shared_statements, outs, strict=True):
+    for src, out in zip(statements, outs, strict=True):
         BaseXapiStatement.model_validate(out)
         name_in = src["actor"]["account"]["name"]
         name_out = out["actor"]["account"]["name"]
