@@ -170,6 +170,9 @@ def test_same_agent_same_pseudonym_wherever_it_stands(policy, keys):
         ("mailto:" + EMAIL.lower()).encode()).hexdigest()}
     stmt["context"]["instructor"] = {"mbox": "mailto:" + EMAIL.upper()}
     stmt["context"]["team"] = {"objectType": "Group", "member": [dict(a)]}
+    _substatement(stmt)["actor"] = {"openid": "https://openid.example.org/other"}
+    stmt["object"]["actor"] = dict(a)
+    stmt["object"]["context"] = {"instructor": {"mbox": "mailto:" + EMAIL}}
     out = anonymise(stmt, policy, keys=keys)
     accounts = {json.dumps(x["account"], sort_keys=True) for x in _agents(out)}
     assert len(accounts) == 1
