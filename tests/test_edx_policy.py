@@ -290,3 +290,16 @@ def test_same_learner_same_pseudonym_across_events(policy, keys):
     other = play_video()
     other["username"] = "someone.else"
     assert anonymise(other, policy, keys=keys)["username"] != a["username"]
+
+
+def test_name_data_context_style(policy, keys):
+    event = {"name": "edx.course.enrollment.mode_changed", "timestamp": "2024-01-02T03:04:05Z",
+             "data": {"user_id": UID, "course_id": COURSE, "mode": "verified",
+                      "target_username": "marie.curie"},
+             "context": {"user_id": UID, "username": USER, "course_id": COURSE,
+                         "org_id": "FUN-MOOC", "path": "/api/enrollment/v1/enrollment"}}
+    out = anonymise(event, policy, keys=keys)
+    assert out["name"] == event["name"] and out["timestamp"] == event["timestamp"]
+    assert out["data"]["mode"] == "verified" and out["data"]["course_id"] == COURSE
+    assert out["data"]["user_id"] == out["context"]["user_id"] != UID
+    assert_gone(out, USER, str(UID), "marie.curie")
