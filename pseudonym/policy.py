@@ -60,7 +60,7 @@ class Rule(BaseModel):
     why: str | None = Field(None, description="The justification the DPO reads")
     identifying: bool | None = Field(
         None, description="The matched values identify a person: record-aware actions "
-        "(scrub, url, date_shift) remove them wherever else they appear in the record. "
+        "(scrub, url) remove them wherever else they appear in the record. "
         "Default: true for agent and learner-id actions, false otherwise")
 
     @field_validator("path")
