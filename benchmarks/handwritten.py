@@ -10,6 +10,8 @@ Run: python benchmarks/handwritten.py POLICY INPUT OUTPUT  (key in $PSEUDONYM_KE
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import sys
 from collections.abc import Callable
@@ -86,8 +88,174 @@ def research(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return treat
 
 
+V = "https://w3id.org/xapi/video/extensions/"
+DEFINITION = ("type", "name", "description", "moreInfo", "interactionType",
+              "correctResponsesPattern", "choices", "scale", "source", "target", "steps")
+CONTEXT_DEFINITION = ("type", "name", "description", "moreInfo")
+RESULT = ("score", "success", "completion", "duration")
+RESULT_EXT = tuple(V + k for k in ("time", "time-from", "time-to", "progress",
+                                   "played-segments", "length"))
+CONTEXT_KEEP = ("registration", "revision", "platform", "language", "statement")
+CONTEXT_EXT = tuple(V + k for k in (
+    "length", "completion-threshold", "cc-subtitle-enabled", "cc-subtitle-lang", "frame-rate",
+    "full-screen", "quality", "screen-size", "speed", "track", "video-playback-size", "volume"))
+SESSION_IDS = (V + "session-id", "https://w3id.org/xapi/openedx/extensions/session-id")
+HOME = "https://fun-mooc.fr/pseudonyms"
+
+
+def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: d[k] for k in keys if k in d}
+
+
+def xapi(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The built-in ``xapi`` policy: agents become keyed account pseudonyms, session ids
+    keyed UUIDs, and an allow-list of statement, result and context fields survives."""
+
+    def digest(ident: bytes) -> bytes:
+        return hmac.digest(key, ident, "sha256")
+
+    def account(ident: bytes) -> dict[str, Any]:
+        return {"homePage": HOME, "name": base64.b32encode(digest(ident)).decode()[:26].lower()}
+
+    def identity(a: dict[str, Any]) -> bytes | None:
+        acc = a.get("account")
+        if type(acc) is dict and type(acc.get("name")) in (str, int) and str(acc["name"]).strip():
+            return str(acc["name"]).encode()
+        mbox = a.get("mbox")
+        if type(mbox) is str and mbox.strip():
+            iri = mbox.strip().lower()
+            iri = iri if iri.startswith("mailto:") else "mailto:" + iri
+            return b"mbox_sha1sum:" + hashlib.sha1(iri.encode()).hexdigest().encode()
+        sha = a.get("mbox_sha1sum")
+        if type(sha) is str and sha.strip():
+            return b"mbox_sha1sum:" + sha.strip().lower().encode()
+        openid = a.get("openid")
+        if type(openid) is str and openid.strip():
+            return b"openid:" + openid.strip().encode()
+        return None
+
+    def agent(a: Any, depth: int = 0) -> dict[str, Any]:
+        if type(a) is not dict:
+            raise ValueError("an agent must be an object")
+        kind = a.get("objectType")
+        out: dict[str, Any] = {} if kind is None else {"objectType": kind}
+        ident = identity(a)
+        if kind == "Group" and depth == 0 and type(a.get("member")) is list:
+            members = [agent(m, 1) for m in a["member"]]
+            if ident is not None:
+                out["account"] = account(ident)
+            if members:
+                out["member"] = members
+            return out
+        if ident is None:
+            raise ValueError("an agent has no identifier")
+        out["account"] = account(ident)
+        return out
+
+    def activity(act: dict[str, Any]) -> dict[str, Any]:
+        out = _pick(act, ("id", "objectType"))
+        d = act.get("definition")
+        if type(d) is dict:
+            dd = _pick(d, CONTEXT_DEFINITION)
+            if dd:
+                out["definition"] = dd
+        return out
+
+    def context(c: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in c.items():
+            if k in CONTEXT_KEEP:
+                out[k] = v
+            elif k in ("instructor", "team"):
+                out[k] = agent(v)
+            elif k == "contextActivities" and type(v) is dict:
+                ca = {}
+                for kind, acts in v.items():
+                    if type(acts) is list:
+                        treated = [x for x in (activity(a) for a in acts if type(a) is dict)
+                                   if x]
+                    elif type(acts) is dict:
+                        treated = activity(acts)
+                    else:
+                        continue
+                    if treated:
+                        ca[kind] = treated
+                if ca:
+                    out[k] = ca
+            elif k in ("contextAgents", "contextGroups") and type(v) is list:
+                inner = "agent" if k == "contextAgents" else "group"
+                items = []
+                for item in v:
+                    if type(item) is dict:
+                        x = _pick(item, ("objectType", "relevantTypes"))
+                        if inner in item:
+                            x[inner] = agent(item[inner])
+                        if x:
+                            items.append(x)
+                if items:
+                    out[k] = items
+            elif k == "extensions" and type(v) is dict:
+                ext = {}
+                for ek, ev in v.items():
+                    if ek in CONTEXT_EXT:
+                        ext[ek] = ev
+                    elif ek in SESSION_IDS:
+                        ext[ek] = _uuid(digest(ev.encode()))
+                if ext:
+                    out[k] = ext
+        return out
+
+    def statement(r: dict[str, Any], sub: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        kept = ("timestamp",) if sub else ("id", "timestamp", "stored", "version")
+        for k, v in r.items():
+            if k in kept:
+                out[k] = v
+            elif k == "actor" or (k == "authority" and not sub):
+                out[k] = agent(v)
+            elif k == "verb":
+                if sub:
+                    out[k] = v
+                else:
+                    verb = _pick(v, ("id", "display"))
+                    if verb:
+                        out[k] = verb
+            elif k == "object" and type(v) is dict:
+                if v.get("objectType") in ("Agent", "Group"):
+                    out[k] = agent(v)
+                    continue
+                obj = _pick(v, ("objectType", "id"))
+                d = v.get("definition")
+                if type(d) is dict:
+                    dd = _pick(d, DEFINITION)
+                    if dd:
+                        obj["definition"] = dd
+                if not sub and v.get("objectType") == "SubStatement":
+                    obj.update((kk, vv) for kk, vv in statement(v, True).items()
+                               if kk not in obj)
+                if obj:
+                    out[k] = obj
+            elif k == "result" and type(v) is dict:
+                res = _pick(v, RESULT)
+                ext = v.get("extensions")
+                if not sub and type(ext) is dict:
+                    e = _pick(ext, RESULT_EXT)
+                    if e:
+                        res["extensions"] = e
+                if res:
+                    out[k] = res
+            elif k == "context" and type(v) is dict:
+                c = context(v)
+                if c:
+                    out[k] = c
+        return out
+
+    return lambda r: statement(r, False)
+
+
 PASSES: dict[str, Callable[[bytes], Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "video-research": research,
+    "xapi": xapi,
 }
 
 
