@@ -279,17 +279,24 @@ def report(policy, a, best: dict[str, Result], memory, started: str,
     workers = rate.get(f"pseudonym CLI, --workers {a.workers}")
     pres = rate.get("presidio-structured (subset)")
     lines += ["", "Targets:", ""]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    single = rate[one.name]
     if hand:
-        lines.append(f"- CLI / hand-written: **{rate[one.name] / hand:.2f}x** (target >= 0.5)")
+        lines.append(f"- CLI / hand-written: **{single / hand:.2f}x** (target >= 0.5: "
+                     f"{verdict(single / hand >= 0.5)})")
     if pres:
-        lines.append(f"- CLI / presidio-structured: **{rate[one.name] / pres:.2f}x** with 1 "
-                     f"process, **{workers / pres:.2f}x** with {a.workers} workers "
-                     "(target >= 2)")
-    lines.append(f"- {a.workers} workers / 1 process: **{workers / rate[one.name]:.2f}x** "
-                 "(target >= 1.7 with 2 workers on 2 cores)")
+        lines.append(f"- CLI / presidio-structured: **{single / pres:.2f}x** with 1 process "
+                     f"({verdict(single / pres >= 2)}), **{workers / pres:.2f}x** with "
+                     f"{a.workers} workers ({verdict(workers / pres >= 2)}) (target >= 2)")
+    lines.append(f"- {a.workers} workers / 1 process: **{workers / single:.2f}x** (target >= 1.7 "
+                 f"with 2 workers on 2 cores: {verdict(workers / single >= 1.7)})")
     if len(memory) > 1:
+        growth = memory[-1][2] / memory[0][2]
         lines.append(f"- peak RSS at {memory[-1][0]:,} lines / at {memory[0][0]:,}: "
-                     f"**{memory[-1][2] / memory[0][2]:.2f}x** (target: no growth)")
+                     f"**{growth:.2f}x** (target: no growth: {verdict(growth < 1.1)})")
     lines += ["", f"Measured {started} on {machine()}; load average "
                   f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after."]
     return "\n".join(lines)
