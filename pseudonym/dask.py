@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import dask
-import dask.bag as db
+try:
+    import dask
+    import dask.bag as db
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError("pseudonym.dask needs the dask extra: "
+                      "pip install 'pseudonym[dask]'") from e
 
 from .actions import REGISTRY
 from .engine import Plan, RunStats, run_lines

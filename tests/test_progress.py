@@ -7,6 +7,8 @@ import pty
 import subprocess
 import sys
 
+import pytest
+
 from pseudonym import MasterKey
 
 from .conftest import EXAMPLES
@@ -41,8 +43,9 @@ def run(*extra: str, tty: bool) -> tuple[subprocess.CompletedProcess, bytes]:
     return r, seen
 
 
-def test_progress_shows_records_and_rate_on_a_terminal():
-    r, seen = run(tty=True)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_progress_shows_records_and_rate_on_a_terminal(workers):
+    r, seen = run("--workers", workers, tty=True)
     assert r.returncode == 0
     assert b"12 records" in seen and b"records/s" in seen
     assert b"@example" not in seen and b"learner" not in seen  # counts, never values
