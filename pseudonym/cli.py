@@ -130,11 +130,12 @@ def _anonymise(a: argparse.Namespace) -> int:
 
     status = "failed"
     try:
-        with open_input(a.input) as src, AtomicOutput(a.output) as out:
+        with open_input(a.input) as src, AtomicOutput(a.output,
+                                                      precompressed=a.workers > 1) as out:
             write = out.stream.write
             if a.workers > 1:
                 spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
-                                  tuple(keys.key_ids) if keys is not None else None)
+                                  tuple(keys.key_ids) if keys is not None else None, out.gzip)
                 tasks = (file_ranges(a.input) if _regular_file(a.input)
                          else stream_blocks(src))
                 run_parallel(plan, spec, tasks, a.workers, write, stats, report, advance)

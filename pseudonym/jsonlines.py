@@ -82,10 +82,17 @@ def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
 
 
 class AtomicOutput:
-    """Write to a temporary file and publish it (rename) only on ``commit``."""
+    """Write to a temporary file and publish it (rename) only on ``commit``.
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+    A ``.gz`` path is compressed on the way, unless ``precompressed``: the caller then
+    writes gzip members itself (several members make one valid gzip file).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, precompressed: bool = False
+                 ) -> None:
         self.path = None if path is None or str(path) == "-" else Path(path)
+        self.gzip = self.path is not None and self.path.suffix == ".gz"
+        self._compress = self.gzip and not precompressed
         self._tmp: str | None = None
         self.stream: IO[bytes]
 
@@ -98,7 +105,7 @@ class AtomicOutput:
                                          dir=directory)
         raw = os.fdopen(fd, "wb")
         self.stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
-                                    mtime=0) if self.path.suffix == ".gz" else raw
+                                    mtime=0) if self._compress else raw
         self._raw = raw
         return self
 

@@ -9,6 +9,7 @@ or key file as the parent): the key never crosses a pipe.
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 from collections import deque
@@ -70,14 +71,18 @@ class WorkerSpec:
     policy_sha256: str
     key_file: str | None
     key_ids: tuple[str, ...] | None
+    gzip: bool = False
+    """Compress each block's output as a gzip member, so the parent only writes bytes."""
 
 
 _plan: Plan | None = None
+_spec: WorkerSpec | None = None
 
 
 def _init_worker(spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _plan
+    global _plan, _spec
+    _spec = spec
     if _plan is not None and _plan.policy.sha256 == spec.policy_sha256:
         return  # forked: the parent's compiled plan came with the process
     policy = Policy.load(spec.policy)
@@ -129,7 +134,7 @@ _files: dict[str, int] = {}
 def _work(block: bytes | None, path: str | None = None, start: int = 0, end: int = 0
           ) -> tuple[bytes, RunStats, list[RecordError], int]:
     """One block, lines numbered from 1; the parent shifts the numbers into place."""
-    assert _plan is not None
+    assert _plan is not None and _spec is not None
     if block is None:
         assert path is not None
         fd = _files.get(path)
@@ -141,6 +146,8 @@ def _work(block: bytes | None, path: str | None = None, start: int = 0, end: int
     rejected: list[RecordError] = []
     stats = RunStats()
     out = run_block(_plan, block, stats, 1, rejected.append)
+    if _spec.gzip and out:
+        out = gzip.compress(out, compresslevel=6, mtime=0)
     lines = block.count(b"\n") + (1 if block and not block.endswith(b"\n") else 0)
     return out, stats, rejected, lines
 

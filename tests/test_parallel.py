@@ -147,3 +147,17 @@ def test_stdin_and_gzip_input_go_through_the_parent(tmp_path, big_input):
     zipped = cli("anonymise", "--policy", POLICY, "--workers", "2", "-i", str(gz))
     assert one.stdout == piped.stdout == zipped.stdout
     assert one.stderr == piped.stderr == zipped.stderr
+
+
+def test_gzip_output_with_workers_is_one_valid_gzip_file(tmp_path, big_input):
+    """Workers compress their blocks as gzip members; the file decompresses as one."""
+    import gzip
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(big_input)
+    one, two = tmp_path / "one.jsonl.gz", tmp_path / "two.jsonl.gz"
+    cli("anonymise", "--policy", POLICY, "-i", str(src), "-o", str(one))
+    cli("anonymise", "--policy", POLICY, "-i", str(src), "-o", str(two), "--workers", "2")
+    with gzip.open(one) as f1, gzip.open(two) as f2:
+        assert f1.read() == f2.read()
+    r = subprocess.run(["gzip", "-t", str(two)], capture_output=True)
+    assert r.returncode == 0, r.stderr
