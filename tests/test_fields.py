@@ -1,0 +1,66 @@
+"""The tracer the DPO tools use must agree with what the engine really does."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from dpo_helpers import BAD, EXAMPLE, ROOT, TRACES
+
+from pseudonym import KeyRing, Policy, anonymise
+from pseudonym.fields import Tracer, decision_at, get
+
+SHARED = ROOT.parent / "shared" / "data" / "ralph-video-statements.jsonl.gz"
+
+
+def leaves(value, loc=()):
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from leaves(v, (*loc, k))
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            yield from leaves(v, (*loc, i))
+    else:
+        yield loc
+
+
+def check_agreement(policy: Policy, records) -> int:
+    tracer, keys, n = Tracer(policy), KeyRing.generate(), 0
+    for rec in records:
+        out = anonymise(rec, policy, keys=keys)
+        decisions = tracer.decide(rec)
+        for loc in leaves(rec):
+            d = decision_at(decisions, loc)
+            assert d is not None, loc
+            try:
+                new = get(out, loc)
+                present = True
+            except (KeyError, IndexError, TypeError):
+                present = False
+            if d.treatment == "keep":
+                assert present and new == get(rec, loc), loc
+            elif d.treatment == "drop":
+                assert not present, loc
+            n += 1
+    return n
+
+
+POLICIES = [EXAMPLE, BAD / "identifier-kept.yaml", BAD / "overlapping-rules.yaml",
+            BAD / "unmatched-keep.yaml", BAD / "unreachable-rule.yaml"]
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: Path(p).stem)
+def test_tracer_agrees_with_engine_on_examples(path):
+    records = [json.loads(line) for line in TRACES.read_text().splitlines()]
+    assert check_agreement(Policy.load(path), records) > 50
+
+
+def test_tracer_agrees_with_engine_on_real_statements():
+    if not SHARED.exists():
+        pytest.skip(f"shared data absent: {SHARED}")
+    with gzip.open(SHARED, "rt") as f:
+        records = [json.loads(line) for line in islice(f, 300)]
+    assert check_agreement(Policy.load(EXAMPLE), records) > 1000
