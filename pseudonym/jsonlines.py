@@ -49,11 +49,13 @@ def loads(raw: bytes) -> Any:
 
 
 def dumps(record: Any) -> bytes:
+    """JSON bytes; what orjson refuses (lone surrogates, huge integers) goes through the
+    standard library, escaped to ASCII so that every string survives as it was parsed."""
     try:
         return orjson.dumps(record)
     except TypeError:
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode("utf-8")
+        return json.dumps(record, ensure_ascii=True, separators=(",", ":"),
+                          allow_nan=False).encode("ascii")
 
 
 def open_input(path: str | os.PathLike[str] | None) -> IO[bytes]:

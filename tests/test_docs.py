@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from dpo_helpers import ROOT, run_cli
 
 from pseudonym import docgen
 from pseudonym.actions import REGISTRY
 from pseudonym.cli import COMMANDS
 from pseudonym.policy import PolicyModel, Rule, builtin_names
+from tests.dpo_helpers import ROOT, run_cli
 
 
 def blocks(text: str, lang: str) -> list[str]:

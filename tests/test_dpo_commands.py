@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from dpo_helpers import EXAMPLE, TRACES, key_env, run_cli
 
 from pseudonym.policy import builtin_names
+from tests.dpo_helpers import EXAMPLE, TRACES, key_env, run_cli
 
 POLICIES = [str(EXAMPLE), *builtin_names()]
 

@@ -8,10 +8,10 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from dpo_helpers import BAD, EXAMPLE, ROOT, TRACES
 
 from pseudonym import KeyRing, Policy, anonymise
 from pseudonym.fields import Tracer, decision_at, get
+from tests.dpo_helpers import BAD, EXAMPLE, ROOT, TRACES
 
 SHARED = ROOT.parent / "shared" / "data" / "ralph-video-statements.jsonl.gz"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from dpo_helpers import BAD, EXAMPLE, run_cli
 
 from pseudonym.lint import CODES, exit_status, lint
 from pseudonym.policy import Policy
+from tests.dpo_helpers import BAD, EXAMPLE, run_cli
 
 # bad policy -> codes it must raise
 EXPECTED = {
