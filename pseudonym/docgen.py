@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,22 @@ def _sub_parsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParse
 
 
 def cli_reference() -> str:
+    """The help of every command, at a fixed width so the page does not depend on the
+    terminal that built it."""
     from .cli import COMMANDS, parser
-    top = parser()
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"
+    try:
+        return _cli_reference(COMMANDS, parser)
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
+
+
+def _cli_reference(commands: dict, make_parser: Any) -> str:
+    top = make_parser()
     top.prog = "pseudonym"
     lines = ["# Command-line reference", "", GENERATED, "",
              "Generated from the command's own parser (`pseudonym.cli.parser()`): what "
@@ -128,7 +143,7 @@ def cli_reference() -> str:
              "Errors are one line on standard error, naming the place (file, line, rule, "
              "record number), never a value from a trace or a key.", ""]
     subs = _sub_parsers(top)
-    for name in COMMANDS:
+    for name in commands:
         p = subs[name]
         lines += [f"## {name}", "", "```text", p.format_help().rstrip(), "```", ""]
         for sub_name, sp in _sub_parsers(p).items():
@@ -139,7 +154,7 @@ def cli_reference() -> str:
 
 def policy_page(name: str) -> str:
     policy = Policy.load(name)
-    body = explain(policy).markdown(heading=1)
+    body = explain(policy).markdown(heading=2)
     findings = lint(policy)
     check = ["## Check", "", f"`pseudonym check {name}` reports:", ""]
     if findings:
@@ -148,11 +163,10 @@ def policy_page(name: str) -> str:
                   for f in findings]
     else:
         check.append("- no finding.")
-    head = body.split("\n", 1)
     return "\n".join([f"# Built-in policy `{name}`", "", GENERATED, "",
                       f"Use it with `--policy {name}` or `Policy.load(\"{name}\")`. "
                       "This page is `pseudonym explain " + name + "`, rendered at build time.",
-                      "", "#" + head[0], head[1], *check, ""])
+                      "", body, *check, ""])
 
 
 def policies_index(names: list[str]) -> str:
