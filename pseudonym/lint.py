@@ -29,7 +29,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "missing-controller": ("warning", "GDPR Art. 30(1)(a)"),
     "missing-dpo-contact": ("warning", "GDPR Art. 30(1)(a), Art. 37(7)"),
     "missing-purpose": ("warning", "GDPR Art. 30(1)(b), Art. 5(1)(b)"),
-    "missing-legal-basis": ("warning", "GDPR Art. 6(1), Art. 30(1)"),
+    "missing-legal-basis": ("warning", "GDPR Art. 6(1), Art. 5(2)"),
     "missing-retention": ("warning", "GDPR Art. 30(1)(f), Art. 5(1)(e)"),
     "missing-recipients": ("warning", "GDPR Art. 30(1)(d)"),
     "unmatched-keep": ("warning", "GDPR Art. 25(2) (data protection by default)"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from html import escape
 from typing import Literal
@@ -85,9 +86,15 @@ def _cell(text: str) -> str:
 
 
 def _inline(text: str) -> str:
-    """Escape, then turn `code` spans into <code> (the only inline markup the docs use)."""
+    """Escape, then turn the inline Markdown these documents use (`code`, **strong**,
+    *emphasis*) into HTML."""
     parts = escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return "".join(f"<code>{p}</code>" if i % 2 else _emphasis(p) for i, p in enumerate(parts))
+
+
+def _emphasis(text: str) -> str:
+    text = re.sub(r"\*\*(\S(?:.*?\S)?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"\*(\S(?:.*?\S)?)\*", r"<em>\1</em>", text)
 
 
 def code(text: str) -> str:
