@@ -207,13 +207,27 @@ LOOKUP_TEXT = (
     "identifier, never the identifier in clear.",
     "examples:\n  pseudonym lookup --policy xapi --reason 'DSR-2026-014, Art. 15' "
     "--audit audit.jsonl learner-0042\n"
+    "  printf %s 'mailto:ada@example.org' | pseudonym lookup --policy xapi "
+    "--reason 'DSR-2026-016' --audit audit.jsonl -\n"
     "  pseudonym lookup --policy edx --json --reason 'DSR-2026-015, Art. 17' "
     "--audit audit.jsonl 12345\n\n"
     "Give the identifier as it appears in the traces (an xAPI mbox is 'mailto:...').")
 
 
+def _stdin_arg(value: str, what: str) -> str:
+    """``-`` reads the value from standard input, out of shell history and ``ps``."""
+    if value != "-":
+        return value
+    text = sys.stdin.read().rstrip("\r\n")
+    if not text:
+        raise PseudonymError(f"no {what} on standard input")
+    return text
+
+
 def lookup_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("identifier", help="the identifier, as it appears in the traces")
+    p.add_argument("identifier", help="the identifier, as it appears in the traces; - reads "
+                   "it from standard input (keeps it out of shell history and the process "
+                   "list)")
     p.add_argument("--json", action="store_true",
                    help="read IDENTIFIER as a JSON value (e.g. the number 12345)")
     p.add_argument("--format", choices=["text", "json"], default="text",
@@ -232,10 +246,10 @@ def _subject_setup(a: argparse.Namespace):
 
 def lookup(a: argparse.Namespace) -> int:
     from .subjects import lookup as run
-    ident: Any = a.identifier
+    ident: Any = _stdin_arg(a.identifier, "identifier")
     if a.json:
         try:
-            ident = json.loads(a.identifier)
+            ident = json.loads(ident)
         except ValueError:
             raise PseudonymError("--json: IDENTIFIER is not a JSON value") from None
     policy, keys, audit = _subject_setup(a)
@@ -261,13 +275,14 @@ REIDENTIFY_TEXT = (
 
 
 def reidentify_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("token", help="the encrypt token")
+    p.add_argument("token", help="the encrypt token; - reads it from standard input")
     _subject_args(p)
 
 
 def reidentify(a: argparse.Namespace) -> int:
     from .reidentify import reidentify as run
     policy, keys, audit = _subject_setup(a)
-    value = run(a.token.strip(), policy, keys=keys, reason=a.reason, audit=audit)
+    token = _stdin_arg(a.token, "token").strip()
+    value = run(token, policy, keys=keys, reason=a.reason, audit=audit)
     print(json.dumps(value, ensure_ascii=False))
     return 0

@@ -193,3 +193,35 @@ def test_audit_report(tmp_path):
     Path(audit).write_text("\n".join([lines[0], lines[2], lines[1], lines[3]]) + "\n")
     r = run_cli("audit", "report", str(audit))
     assert r.returncode == 1 and "does not verify" in r.stdout.decode()
+
+
+def test_lookup_reads_stdin_and_matches_encrypt_tokens(tmp_path):
+    env = key_env()
+    policy = tmp_path / "contact.yaml"
+    policy.write_text(CONTACT)
+    r = run_cli("anonymise", "--policy", str(policy), env=env,
+                stdin=json.dumps(first_trace()).encode() + b"\n")
+    token = json.loads(r.stdout)["actor"]["account"]["name"]
+    audit = tmp_path / "a.jsonl"
+    r = run_cli("lookup", "-p", str(policy), "--reason", "DSR-3", "-a", str(audit),
+                "--format", "json", "-", env=env, stdin=b"learner-0000\n")
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)
+    assert row["action"] == "encrypt" and row["pseudonym"] == token
+    r = run_cli("reidentify", "-p", str(policy), "--reason", "DSR-3", "-a", str(audit), "-",
+                env=env, stdin=token.encode())
+    assert json.loads(r.stdout) == "learner-0000"
+    assert "learner-0000" not in audit.read_text() and token not in audit.read_text()
+
+
+def test_lookup_json_identifier_matches_integer_user_ids(tmp_path):
+    env = key_env()
+    policy = tmp_path / "edx.yaml"
+    policy.write_text("name: e\nversion: '1'\ndomain: d\nrules:\n"
+                      "  - {path: $.context.user_id, action: hash, why: user}\n")
+    r = run_cli("anonymise", "-p", str(policy), env=env,
+                stdin=b'{"context": {"user_id": 12345}}\n')
+    pseudonym = json.loads(r.stdout)["context"]["user_id"]
+    r = run_cli("lookup", "-p", str(policy), "--reason", "r", "-a", str(tmp_path / "a"),
+                "--json", "--format", "json", "12345", env=env)
+    assert json.loads(r.stdout)[0]["pseudonym"] == pseudonym

@@ -115,3 +115,12 @@ def test_check_cli_json():
     assert r.returncode == 1
     out = json.loads(r.stdout)
     assert not out["valid"] and out["findings"][0]["code"] == "invalid"
+
+
+def test_json_policy_findings_have_rules_but_no_lines(tmp_path):
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"name": "j", "version": "1", "domain": "d", "rules": [
+        {"path": "$.actor", "action": "keep", "why": "who"}]}))
+    found = lint(Policy.load(p))
+    kept = [f for f in found if f.code == "identifier-kept"]
+    assert kept and all(f.rule == 1 and f.line is None for f in kept)
