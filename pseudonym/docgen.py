@@ -11,7 +11,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -27,12 +28,24 @@ from .policy import LEGAL_BASES, Policy, PolicyModel, Rule, builtin_names, json_
 GENERATED = "<!-- Generated from the code at docs build time; edit the code, not this page. -->"
 
 
-def _type(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation)
-    for junk in ("typing.", "pseudonym.policy.", "pseudonym.canonical."):
-        text = text.replace(junk, "")
-    return text.replace("Optional[", "None | [").replace("|", "or")
+def _type(t: Any) -> str:
+    """A type as a policy author reads it: JSON words, not Python's."""
+    origin, args = get_origin(t), get_args(t)
+    if t is Any:
+        return "any"
+    if origin is Literal:
+        return "one of " + ", ".join(f"`{json.dumps(a)}`" for a in args)
+    if origin in (Union, UnionType):
+        parts = [_type(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"list of {_type(args[0])}" if args else "list"
+    if origin is dict:
+        return f"mapping of {_type(args[0])} to {_type(args[1])}" if args else "mapping"
+    names = {str: "text", int: "integer", float: "number", bool: "true or false"}
+    if t in names:
+        return names[t]
+    return getattr(t, "__name__", str(t))
 
 
 def _default(field: Any) -> str:

@@ -50,7 +50,8 @@ def test_generated_pages_cover_the_code():
             assert f"| `{opt}` |" in actions
     policy = pages["reference/policy.md"]
     for model in (PolicyModel, Rule):
-        for f in model.model_fields:
+        for f, field in model.model_fields.items():
+            assert field.description, f"policy field {f} has no description"
             assert f"| `{f}` |" in policy
     for n in builtin_names():
         assert f"policies/{n}.md" in pages
