@@ -85,6 +85,9 @@ class Tracer:
                                     whole=isinstance(value, (dict, list)) and bool(value))
                 return
         items: Any = ()
+        if type(value) in (dict, list) and not value and not node.leaf:
+            out[loc] = Decision("keep", None)  # the engine passes an empty container through
+            return
         if type(value) is dict and value:
             items = [(k, v, node.keys.get(k, node.any)) for k, v in value.items()]
         elif type(value) is list and value:

@@ -64,3 +64,12 @@ def test_tracer_agrees_with_engine_on_real_statements():
     with gzip.open(SHARED, "rt") as f:
         records = [json.loads(line) for line in islice(f, 300)]
     assert check_agreement(Policy.load(EXAMPLE), records) > 1000
+
+
+def test_tracer_agrees_on_edge_shapes():
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.a.b", "action": "keep"}, {"path": "$.c", "action": "drop"},
+        {"path": "$.c.d", "action": "keep"}, {"path": "$.l[0]", "action": "keep"}]})
+    records = [{"a": {}, "c": [], "l": []}, {"a": {"b": [], "x": 1}, "c": {"d": {}, "e": 2}},
+               {"l": [1, 2, {"z": None}], "a": None}, {"a": [{"b": 1}], "c": {"d": None}}]
+    assert check_agreement(policy, records) > 5
