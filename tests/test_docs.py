@@ -73,3 +73,12 @@ def test_site_builds_strict(tmp_path):
                        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     assert (tmp_path / "site" / "reference" / "cli" / "index.html").exists()
+
+
+def test_policy_page_is_explain_plus_check():
+    from tests.dpo_helpers import BAD, EXAMPLE
+    page = docgen.policy_page(str(EXAMPLE))
+    assert "## Policy video-research, version 1.0" in page
+    assert "### Treatment of each field" in page and "- no finding." in page
+    bad = docgen.policy_page(str(BAD / "free-text.yaml"))
+    assert "**warning** `free-text-kept` (rule 1)" in bad
