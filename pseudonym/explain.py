@@ -50,8 +50,15 @@ def treatment(action: str, opts: Any) -> str:
             return "number replaced by its bucket (bounds " + \
                 ", ".join(f"{b:g}" for b in o["bounds"]) + ")"
         return f"number rounded down to a multiple of {o['width']:g}"
-    extra = {k: v for k, v in o.items() if v not in (None, (), [], "", {})}
-    return action + (f" ({json.dumps(extra, ensure_ascii=False, default=str)})" if extra else "")
+    a = REGISTRY.get(action)
+    first = a.summary.split(". ")[0].split(" (")[0].rstrip(".") if a is not None else action
+    defaults = {}
+    if a is not None:
+        defaults = {k: f.get_default(call_default_factory=True)
+                    for k, f in a.options.model_fields.items() if not f.is_required()}
+    extra = {k: v for k, v in o.items() if k not in defaults or defaults[k] != v}
+    shown = f" (options: {json.dumps(extra, ensure_ascii=False, default=str)})" if extra else ""
+    return f"`{action}`: {first}{shown}"
 
 
 def properties(action: str) -> tuple[str, str, str]:
@@ -59,6 +66,9 @@ def properties(action: str) -> tuple[str, str, str]:
     if action == "reject":
         return "no (not written)", "no", "no"
     a = REGISTRY[action]
+    if a.decode:
+        inside = "as the rules below decide"
+        return inside, inside, inside
     if a.structural == "drop":
         return "no (removed)", "no", "no"
     if a.structural == "keep":

@@ -13,7 +13,18 @@ from typing import Any
 
 from .actions import REGISTRY
 from .engine import _condition
-from .plan import DROP, KEEP, U_DROP, U_KEEP, U_REJECT, UNMATCHED_MODE, CompiledRule, Node, Tree
+from .plan import (
+    DROP,
+    KEEP,
+    U_DROP,
+    U_KEEP,
+    U_REJECT,
+    UNMATCHED_MODE,
+    CompiledRule,
+    Node,
+    Tree,
+    decode_json_text,
+)
 from .policy import Policy
 
 Loc = tuple[str | int, ...]
@@ -31,7 +42,7 @@ def compile_rules(policy: Policy) -> list[CompiledRule]:
         rp = rule.parsed_path
         fn = None if act.structural else _never_called
         out.append(CompiledRule(i, rule.path, act, fn, rp.named, _condition(rule.when),
-                                rp.alternatives, rp.expr))
+                                rp.alternatives, rp.expr, act.record_aware, act.decode))
     return out
 
 
@@ -78,12 +89,31 @@ class Tracer:
               out: dict[Loc, Decision]) -> None:
         for c in node.cands:
             if c.cond is None or c.cond(value):
+                if c.decode:
+                    self._decoded(node, c, value, mode, by, loc, out)
+                    return
                 if c.fn is None:
                     mode, by = c.mode, c.number
                     break
                 out[loc] = Decision(c.action.name, c.number,
                                     whole=isinstance(value, (dict, list)) and bool(value))
                 return
+        self._inside(node, value, mode, by, loc, out)
+
+    def _decoded(self, node: Node, c: CompiledRule, value: Any, mode: int, by: int | None,
+                 loc: Loc, out: dict[Loc, Decision]) -> None:
+        """plan's rule 6: the rules below apply inside (JSON text decoded); other values
+        follow the action's ``otherwise``."""
+        if type(value) in (dict, list):
+            self._inside(node, value, mode, by, loc, out)
+            return
+        out[loc] = Decision(c.action.name, c.number, whole=True)
+        inner = decode_json_text(value) if type(value) is str else None
+        if inner is not None:
+            self._inside(node, inner, mode, by, loc, out)
+
+    def _inside(self, node: Node, value: Any, mode: int, by: int | None, loc: Loc,
+                out: dict[Loc, Decision]) -> None:
         items: Any = ()
         if type(value) in (dict, list) and not value and not node.leaf:
             out[loc] = Decision("keep", None)  # the engine passes an empty container through
@@ -99,6 +129,8 @@ class Tracer:
         for k, v, child in items:
             if child is None:
                 _all_leaves(v, (*loc, k), _by_mode(mode, by), out)
+            elif child.keep_hit:
+                _all_leaves(v, (*loc, k), Decision("keep", child.keep_hit), out)
             else:
                 self._walk(child, v, mode, by, (*loc, k), out)
 
@@ -162,7 +194,7 @@ def reachable(tracer: Tracer) -> dict[int, bool]:
         for c in node.cands:
             can[c.number] = can.get(c.number, False) or c.alternatives is not None
             if c.cond is None:
-                blocked = c.fn is not None
+                blocked = c.fn is not None and not c.decode
                 break
         if blocked:
             continue

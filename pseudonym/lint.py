@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .actions import REGISTRY
 from .catalogue import entries, formats_of
 from .fields import Tracer, decision_at, overlaps, reachable
 from .paths import KEY
@@ -115,11 +116,11 @@ def lint(policy: Policy) -> list[Finding]:
                 key="unmatched", path=e.path)
 
     reid = bool(m.reidentification and m.reidentification.strip())
-    has_encrypt = any(r.action == "encrypt" for r in policy.rules)
+    has_encrypt = any(REGISTRY[r.action].reversible for r in policy.rules)
     can = reachable(tracer)
     for i, r in enumerate(policy.rules, 1):
-        if r.action == "encrypt" and not reid:
-            add("encrypt-without-reidentification", f"{r.path} is encrypted (reversible) but "
+        if REGISTRY[r.action].reversible and not reid:
+            add("encrypt-without-reidentification", f"{r.path} is made reversible ({r.action}) but "
                 "the policy declares no need for re-identification (reidentification:); "
                 "use hash, or state who may re-identify and why", rule=i, path=r.path)
         if r.action == "hash" and reid and not has_encrypt:

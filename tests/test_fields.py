@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pseudonym import KeyRing, Policy, anonymise
-from pseudonym.fields import Tracer, decision_at, get
+from pseudonym.fields import Decision, Tracer, decision_at, get
 from tests.dpo_helpers import BAD, EXAMPLE, ROOT, TRACES
 
 SHARED = ROOT.parent / "shared" / "data" / "ralph-video-statements.jsonl.gz"
@@ -73,3 +73,12 @@ def test_tracer_agrees_on_edge_shapes():
     records = [{"a": {}, "c": [], "l": []}, {"a": {"b": [], "x": 1}, "c": {"d": {}, "e": 2}},
                {"l": [1, 2, {"z": None}], "a": None}, {"a": [{"b": 1}], "c": {"d": None}}]
     assert check_agreement(policy, records) > 5
+
+
+def test_tracer_follows_json_text_inside_a_field():
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.event", "action": "json"}, {"path": "$.event.a", "action": "keep"}]})
+    d = Tracer(policy).decide({"event": '{"a": 1, "b": 2}'})
+    assert d[("event",)].treatment == "json" and d[("event",)].rule == 1
+    assert d[("event", "a")] == Decision("keep", 2)
+    assert d[("event", "b")].treatment == "drop" and d[("event", "b")].rule is None

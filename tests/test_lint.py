@@ -124,3 +124,19 @@ def test_json_policy_findings_have_rules_but_no_lines(tmp_path):
     found = lint(Policy.load(p))
     kept = [f for f in found if f.code == "identifier-kept"]
     assert kept and all(f.rule == 1 and f.line is None for f in kept)
+
+
+def test_rules_below_a_json_field_are_reachable():
+    """A decoding action (json) lets the rules below it apply: they are not shadowed."""
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.event", "action": "json", "why": "JSON text"},
+        {"path": "$.event.username", "action": "hash", "why": "who"},
+        {"path": "$.event.body", "action": "keep", "why": "text"}]})
+    found = {(f.code, f.rule) for f in lint(policy)}
+    assert not [c for c, _ in found if c == "unreachable-rule"]
+    assert ("free-text-kept", 3) in found
+    # the same rules under a value-replacing action are shadowed
+    shadowed = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.event", "action": "redact", "why": "gone"},
+        {"path": "$.event.body", "action": "keep", "why": "text"}]})
+    assert ("unreachable-rule", 2) in {(f.code, f.rule) for f in lint(shadowed)}
