@@ -11,6 +11,7 @@ import pytest
 
 from pseudonym import KeyRing, Policy, anonymise
 from pseudonym.fields import Decision, Tracer, decision_at, get
+from pseudonym.policy import builtin_names
 from tests.dpo_helpers import BAD, EXAMPLE, ROOT, TRACES
 
 SHARED = ROOT.parent / "shared" / "data" / "ralph-video-statements.jsonl.gz"
@@ -64,6 +65,8 @@ def test_tracer_agrees_with_engine_on_real_statements():
     with gzip.open(SHARED, "rt") as f:
         records = [json.loads(line) for line in islice(f, 300)]
     assert check_agreement(Policy.load(EXAMPLE), records) > 1000
+    if "xapi" in builtin_names():
+        assert check_agreement(Policy.load("xapi"), records) > 1000
 
 
 def test_tracer_agrees_on_edge_shapes():
