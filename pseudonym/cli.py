@@ -142,8 +142,11 @@ def _anonymise(a: argparse.Namespace) -> int:
                          else stream_blocks(src))
                 run_parallel(plan, spec, tasks, a.workers, write, stats, report, advance)
             else:
+                live = out.path is None
                 for first_line, block in iter_blocks(src):
                     write(run_block(plan, block, stats, first_line, report))
+                    if live:
+                        out.stream.flush()
                     advance(stats)
             out.commit()
         status = "completed"

@@ -1,8 +1,9 @@
 """JSON lines on several cores: blocks of lines go to worker processes, results come back
 in input order, and the per-block counts merge into the one run's statistics.
 
-The parent only cuts the input into blocks at line ends and writes the answers: a block is
-one ``bytes`` object each way, so passing it between processes costs a copy, not a parse.
+The parent only hands out blocks of whole lines and writes the answers: a block is one
+``bytes`` object each way, so passing it costs a copy, not a parse; from a regular file,
+workers read their byte range themselves and only offsets travel.
 Workers load the policy and the key themselves (the key from the same environment variable
 or key file as the parent): the key never crosses a pipe.
 """
@@ -35,18 +36,20 @@ def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[in
     """(number of the block's first line, block of whole lines) pairs, BOM dropped.
 
     A block holds whole lines only: it ends after its last newline, except the stream's
-    last block, which may end without one.
+    last block, which may end without one. Reads take what is there (``read1``), so lines
+    trickling through a pipe come out as they arrive, not once a block is full.
     """
+    read = getattr(stream, "read1", stream.read)
     line, rest = 1, b""
-    head = stream.read(max(size, len(BOM)))
+    head = read(max(size, len(BOM)))
     while 0 < len(head) < len(BOM):
-        more = stream.read(len(BOM) - len(head))
+        more = read(len(BOM) - len(head))
         if not more:
             break
         head += more
     chunk = head[len(BOM):] if head.startswith(BOM) else head
     if head and not chunk:
-        chunk = stream.read(size)
+        chunk = read(size)
     while True:
         if not chunk:
             if rest:
@@ -60,7 +63,7 @@ def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[in
             block, rest = data[:cut + 1], data[cut + 1:]
             yield line, block
             line += block.count(b"\n")
-        chunk = stream.read(size)
+        chunk = read(size)
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,18 @@ def file_ranges(path: str, size: int = BLOCK_BYTES) -> Iterator[tuple[None, str,
 
 
 def stream_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[bytes]]:
-    """Tasks carrying blocks of a stream (standard input, gzip) to the workers."""
+    """Tasks carrying blocks of a stream (standard input, gzip) to the workers, each of
+    about ``size`` bytes (pipes deliver less at a time; small reads are joined)."""
+    parts: list[bytes] = []
+    held = 0
     for _, block in iter_blocks(stream, size):
-        yield (block,)
+        parts.append(block)
+        held += len(block)
+        if held >= size:
+            yield (b"".join(parts),)
+            parts, held = [], 0
+    if parts:
+        yield (b"".join(parts),)
 
 
 _files: dict[str, int] = {}

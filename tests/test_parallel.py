@@ -162,3 +162,23 @@ def test_gzip_output_with_workers_is_one_valid_gzip_file(tmp_path, big_input):
         assert f1.read() == f2.read()
     r = subprocess.run(["gzip", "-t", str(two)], capture_output=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_lines_trickling_through_a_pipe_come_out_as_they_arrive():
+    """A live stream (stdin kept open) is not held back until a block fills."""
+    import select
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
+    env["PSEUDONYM_KEY"] = KEY.text
+    p = subprocess.Popen([sys.executable, "-m", "pseudonym", "anonymise", "--policy", POLICY],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        first = (EXAMPLES / "traces.jsonl").read_bytes().splitlines()[0]
+        p.stdin.write(first + b"\n")
+        p.stdin.flush()
+        ready, _, _ = select.select([p.stdout], [], [], 30)
+        assert ready, "no output while the input stays open"
+        assert json.loads(p.stdout.readline())["id"] == json.loads(first)["id"]
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+    assert p.returncode == 0
