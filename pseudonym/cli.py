@@ -1,7 +1,8 @@
 """The ``pseudonym`` command line. Errors are one line on stderr, never a traceback.
 
 Exit status: 0 success; 1 the run finished but rejected records (or a check/verify
-failed); 2 bad usage, policy or key; 70 internal error; 130 interrupted.
+failed); 2 bad usage, policy or key; 70 internal error; 74 input or output failed (a
+full disk, a truncated .gz); 130 interrupted (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +22,12 @@ from pathlib import Path
 from . import __version__
 from .audit import AUDIT_KEY_ENV, AuditLog, verify
 from .engine import RunStats, compile_plan, run_lines
-from .errors import PseudonymError, RecordError
+from .errors import PseudonymError, RecordError, StreamError
 from .jsonlines import AtomicOutput, iter_lines, open_input, write_lines
-from .keys import ENV_VAR, KeyRing, MasterKey
+from .keys import ENV_VAR, KeyFileWarning, KeyRing, MasterKey
 from .policy import Policy, builtin_names, json_schema
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL, EXIT_IO, EXIT_INTERRUPTED = 0, 1, 2, 70, 74, 130
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,12 @@ def err(message: str) -> None:
 
 def load_keys(key_file: str | None, required: bool = False) -> KeyRing | None:
     if key_file:
-        return KeyRing.from_file(key_file)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KeyFileWarning)
+            ring = KeyRing.from_file(key_file)
+        for w in caught:
+            err(f"warning: {w.message}")
+        return ring
     if os.environ.get(ENV_VAR, "").strip() or required:
         return KeyRing.from_env()
     return None
@@ -105,11 +114,25 @@ def _anonymise(a: argparse.Namespace) -> int:
 
     status = "failed"
     try:
-        with open_input(a.input) as src, AtomicOutput(a.output) as out:
-            write_lines(out.stream, run_lines(plan, iter_lines(src), stats, report))
-            out.commit()
+        try:
+            src = open_input(a.input)
+        except OSError as e:
+            raise StreamError(f"{a.input}: cannot read input ({e.strerror})") from None
+        try:
+            with src, AtomicOutput(a.output) as out:
+                write_lines(out.stream, run_lines(plan, _read(src, a.input), stats, report))
+                out.commit()
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # input errors are StreamErrors already: this is the output
+            if a.output in (None, "-"):
+                _quiet_stdout()
+                raise StreamError(f"standard output: cannot write ({e.strerror}); the "
+                                  "output is incomplete") from None
+            raise StreamError(f"{a.output}: cannot write output ({e.strerror}); no output "
+                              "file was published") from None
         status = "completed"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         status = "interrupted"
         raise
     finally:
@@ -119,6 +142,17 @@ def _anonymise(a: argparse.Namespace) -> int:
         err(f"{stats.rejected} of {stats.read} records rejected; {stats.written} written")
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def _read(src, name: str):
+    """The input's lines; a read failure (I/O, corrupt or truncated .gz) is a StreamError."""
+    try:
+        yield from iter_lines(src)
+    except (OSError, EOFError, zlib.error) as e:
+        why = getattr(e, "strerror", None) or ("truncated" if isinstance(e, EOFError)
+                                                 else "corrupt compressed data")
+        raise StreamError(f"{'standard input' if name == '-' else name}: cannot read input "
+                          f"({why})") from None
 
 
 # -- keygen -------------------------------------------------------------------------------
@@ -245,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
+    except StreamError as e:
+        err(str(e))
+        return EXIT_IO
     except PseudonymError as e:
         err(str(e))
         return EXIT_USAGE
@@ -270,5 +307,10 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def entry() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())

@@ -66,5 +66,9 @@ class RecordError(PseudonymError):
         return self
 
 
+class StreamError(PseudonymError):
+    """Reading the input or writing the output failed (a full disk, a truncated file)."""
+
+
 class AuditError(PseudonymError):
     """The audit log cannot be written or read."""
