@@ -136,6 +136,8 @@ class Policy:
             data, node = _load_json(text, source), None
         else:
             data, node = _load_yaml(text, source)
+        if data is None:
+            raise PolicyError("the policy is empty", source=source)
         return cls.from_dict(data, source=source, _node=node)
 
     @classmethod
