@@ -253,9 +253,10 @@ class _Loader(yaml.SafeLoader):
 
 
 def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
-    loader = _Loader(text)
-    loader.source = source
+    loader = None
     try:
+        loader = _Loader(text)  # reads the whole text: refuses control characters here
+        loader.source = source
         node = loader.get_single_node()
         if node is None:
             raise PolicyError("the policy is empty", source=source)
@@ -264,10 +265,14 @@ def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
         mark = e.problem_mark or e.context_mark
         raise PolicyError(f"not valid YAML: {e.problem or e.context}", source=source,
                           line=mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as e:
+        raise PolicyError(f"not valid YAML: character U+{e.character:04X} is not allowed",
+                          source=source, line=text.count("\n", 0, e.position) + 1) from None
     except yaml.YAMLError as e:
         raise PolicyError(f"not valid YAML ({type(e).__name__})", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _load_json(text: str, source: str) -> Any:
