@@ -1,10 +1,10 @@
 """The audit log the DPO keeps: one JSON line per run, chained so tampering shows.
 
-Each entry carries ``prev``, the SHA-256 of the previous line (64 zeros for the first),
-and, when an audit key is given, ``hmac``: HMAC-SHA-256 of the entry under a key derived
-from that audit key. The chain alone catches edits to past entries; the HMAC also
-catches a forger who rewrites the whole chain. Entries hold counts, path shapes, key ids
-and record numbers, never a value from a trace or a key.
+Each entry carries ``seq``, its 1-based position, ``prev``, the SHA-256 of the previous
+line (64 zeros for the first), and, when an audit key is given, ``hmac``: HMAC-SHA-256 of
+the entry under a key derived from that audit key. The chain alone catches edits to past
+entries; the HMAC also catches a forger who rewrites the whole chain. Entries hold counts,
+path shapes, key ids and record numbers, never a value from a trace or a key.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def _mac_key(key: MasterKey | None) -> bytes | None:
     return key.derive("pseudonym audit hmac v1") if key is not None else None
 
 
-def _seal(entry: dict[str, Any], prev: str, mac_key: bytes | None) -> bytes:
-    body = {k: v for k, v in entry.items() if k not in ("prev", "hmac")}
+def _seal(entry: dict[str, Any], seq: int, prev: str, mac_key: bytes | None) -> bytes:
+    body = {k: v for k, v in entry.items() if k not in ("seq", "prev", "hmac")}
+    body["seq"] = seq
     body["prev"] = prev
     if mac_key is not None:
         body["hmac"] = hmac_sha256(mac_key, dumps(body).encode("utf-8")).hex()
@@ -63,6 +64,18 @@ def _last_line(f: Any) -> bytes | None:
         if i >= 0:
             return stripped[i + 1:]
     return buf.rstrip(b"\n")
+
+
+def _next_seq(last: bytes | None) -> int:
+    if last is None:
+        return 1
+    try:
+        seq = json.loads(last).get("seq")
+    except (ValueError, AttributeError):
+        seq = None
+    if not isinstance(seq, int):
+        raise AuditError("the audit log's last entry is damaged; run 'pseudonym audit verify'")
+    return seq + 1
 
 
 class AuditLog:
@@ -101,7 +114,7 @@ class AuditLog:
                 try:
                     last = _last_line(f)
                     prev = GENESIS if last is None else hashlib.sha256(last).hexdigest()
-                    line = _seal(entry, prev, self._mac_key)
+                    line = _seal(entry, _next_seq(last), prev, self._mac_key)
                     f.seek(0, os.SEEK_END)
                     f.write(line + b"\n")
                     f.flush()
@@ -177,10 +190,14 @@ def verify(path: str | os.PathLike[str], key: MasterKey | None = None) -> Verifi
             return Verification(False, n - 1, n, "not a JSON entry")
         if not isinstance(entry, dict):
             return Verification(False, n - 1, n, "not a JSON object")
+        if entry.get("seq") != n:
+            return Verification(False, n - 1, n, "out of sequence: entries before it were "
+                                "removed, inserted or reordered")
         if entry.get("prev") != prev:
-            why = ("the log does not start at its first entry" if n == 1
-                   else "the previous entry was changed, removed or reordered")
-            return Verification(False, n - 1, n, f"chain broken: {why}")
+            if n == 1:
+                return Verification(False, 0, 1, "chain broken at the first entry")
+            return Verification(False, n - 2, n - 1, f"changed after entry {n} was written "
+                                f"(entry {n} no longer chains to it)")
         if line != dumps(entry).encode("utf-8"):
             return Verification(False, n - 1, n, "the entry was edited")
         if mac_key is not None:

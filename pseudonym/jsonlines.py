@@ -88,23 +88,22 @@ def loads(raw: bytes) -> Any:
 
 
 def dumps(record: Any) -> bytes:
-    """One record as compact JSON bytes; RecordError when it has no JSON form."""
+    """JSON bytes; what orjson refuses (lone surrogates, huge integers, nesting beyond 255)
+    goes through the standard library, escaped to ASCII so that every string survives as
+    it was parsed. RecordError when the record has no JSON form."""
     try:
         return orjson.dumps(record)
     except TypeError:  # integers beyond 64 bits, lone surrogates, nesting beyond 255
         pass
     try:
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     except RecursionError:
         raise RecordError("too-deep", "the record is nested too deeply to write") from None
     except ValueError:
         raise RecordError("not-json-number", "the record holds NaN or Infinity") from None
     except TypeError:
         raise RecordError("not-json", "the record holds a value JSON cannot represent") from None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: write it as the escape it was read from
-        return json.dumps(record, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return text.encode("ascii")
 
 
 def open_input(path: str | os.PathLike[str] | None) -> IO[bytes]:

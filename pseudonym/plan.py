@@ -58,6 +58,7 @@ class Node:
         "cands",
         "drop_mark",
         "indices",
+        "keep_hit",
         "keep_mark",
         "keys",
         "leaf",
@@ -77,6 +78,8 @@ class Node:
         self.member_drop = ("dropped", shape + "[*]")
         self.member_keep = ("kept", shape + "[*]")
         self.leaf = True
+        self.keep_hit = 0
+
 
 
 def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]]) -> Node:
@@ -133,6 +136,9 @@ def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]]) -> Node:
         if rest:
             node.any = build(rest, child_shape(Step(ANY)))
         node.leaf = not (node.keys or node.indices or node.any)
+        top = node.cands[0] if node.cands else None
+        if node.leaf and top is not None and top.cond is None and top.action.structural == "keep":
+            node.keep_hit = top.number
         return node
 
     start = closure({(pid, 0) for pid in range(len(patterns))})
@@ -164,16 +170,11 @@ def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
         for k, v in value.items():
             child = keys.get(k, anyc)
             if child is None:
-                if mode == KEEP:
+                if mode == KEEP or _member_kept(node, mode, hits):
                     out[k] = v
-                elif mode == U_KEEP:
-                    hits.append(node.member_keep)
-                    out[k] = v
-                elif mode == U_DROP:
-                    hits.append(node.member_drop)
-                elif mode == U_REJECT:
-                    raise RecordError("unmatched-field",
-                                      f"a field at {node.shape}[*] is named by no rule")
+            elif child.keep_hit:
+                hits.append(child.keep_hit)
+                out[k] = v
             else:
                 r = walk(child, v, mode, hits)
                 if r is not REMOVE:
@@ -185,22 +186,30 @@ def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
         for i, v in enumerate(value):
             child = indices.get(i, anyc) if indices else anyc
             if child is None:
-                if mode == KEEP:
+                if mode == KEEP or _member_kept(node, mode, hits):
                     outl.append(v)
-                elif mode == U_KEEP:
-                    hits.append(node.member_keep)
-                    outl.append(v)
-                elif mode == U_DROP:
-                    hits.append(node.member_drop)
-                elif mode == U_REJECT:
-                    raise RecordError("unmatched-field",
-                                      f"an item at {node.shape}[*] is named by no rule")
+            elif child.keep_hit:
+                hits.append(child.keep_hit)
+                outl.append(v)
             else:
                 r = walk(child, v, mode, hits)
                 if r is not REMOVE:
                     outl.append(r)
         return outl if outl or not value else REMOVE
     return _whole(node, value, mode, hits)
+
+
+def _member_kept(node: Node, mode: int, hits: list) -> bool:
+    """Whether a member no rule below ``node`` names is kept (not under a ``keep`` rule)."""
+    if mode == U_KEEP:
+        hits.append(node.member_keep)
+        return True
+    if mode == U_DROP:
+        hits.append(node.member_drop)
+        return False
+    if mode == U_REJECT:
+        raise RecordError("unmatched-field", f"a field at {node.shape}[*] is named by no rule")
+    return False
 
 
 def _whole(node: Node, value: Any, mode: int, hits: list) -> Any:

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .actions import REGISTRY
 from .canonical import dumps
@@ -64,6 +71,12 @@ class Rule(BaseModel):
         if v not in REGISTRY:
             raise ValueError(f"unknown action {v!r}; known actions: {', '.join(sorted(REGISTRY))}")
         return v
+
+    @model_validator(mode="after")
+    def _whole_record(self) -> Rule:
+        if self.path.strip() == "$" and REGISTRY[self.action].structural is None:
+            raise ValueError("the whole record ($) can only be kept or dropped")
+        return self
 
     @cached_property
     def parsed_path(self) -> RulePath:

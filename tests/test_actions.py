@@ -1,0 +1,156 @@
+"""Each action on its own: what it does to a value, and what it refuses."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from pseudonym import KeyRing, RecordError, anonymise, reidentify
+from pseudonym.actions import REGISTRY, REMOVE, ActionError, BuildContext
+
+from .conftest import make_policy
+
+
+def build(name, keys=None, domain="d", **options):
+    act = REGISTRY[name]
+    return act.build(act.options.model_validate(options), BuildContext(domain, keys))
+
+
+def test_keep_and_drop_are_structural():
+    assert REGISTRY["keep"].structural == "keep" and REGISTRY["drop"].structural == "drop"
+    p = make_policy([{"path": "$.a", "action": "keep"}, {"path": "$.b", "action": "drop"}],
+                    unmatched="keep")
+    assert anonymise({"a": {"x": 1}, "b": {"y": 2}, "c": 3}, p) == {"a": {"x": 1}, "c": 3}
+
+
+def test_redact_replaces_with_the_rules_constant():
+    assert build("redact")("secret") == "[REDACTED]"
+    assert build("redact", value=None)({"a": 1}) is None
+    assert build("redact", value="[NAME]")("Alice") == "[NAME]"
+
+
+@pytest.mark.parametrize(("options", "pattern"), [
+    ({}, r"[0-9a-f]{32}"),
+    ({"length": 16}, r"[0-9a-f]{16}"),
+    ({"encoding": "base32"}, r"[a-z2-7]{26}"),
+    ({"encoding": "base32", "length": 40}, r"[a-z2-7]{40}"),
+    ({"encoding": "hex", "prefix": "u-"}, r"u-[0-9a-f]{32}"),
+])
+def test_hash_text_encodings(keys, options, pattern):
+    out = build("hash", keys, **options)("alice@example.org")
+    assert re.fullmatch(pattern, out)
+
+
+def test_hash_uuid_encoding_is_a_valid_uuid(keys):
+    out = build("hash", keys, encoding="uuid")("alice")
+    u = uuid.UUID(out)
+    assert str(u) == out and u.version == 8 and u.variant == uuid.RFC_4122
+
+
+def test_hash_integer_encoding_is_a_positive_integer_of_the_asked_size(keys):
+    for bits in (32, 53, 63):
+        fn = build("hash", keys, encoding="integer", bits=bits)
+        values = [fn(i) for i in range(200)]
+        assert all(isinstance(v, int) and 1 <= v < 2**bits for v in values)
+        assert len(set(values)) == 200
+
+
+def test_hash_is_keyed_deterministic_and_domain_bound(keys):
+    a = build("hash", keys)("alice")
+    assert a == build("hash", keys)("alice")
+    assert a != build("hash", keys, domain="other")("alice")
+    assert a != build("hash", KeyRing.generate())("alice")
+    import hashlib
+    for algo in ("md5", "sha1", "sha256"):
+        assert hashlib.new(algo, b"alice").hexdigest()[:32] != a
+
+
+def test_hash_normalisation_merges_case_and_spaces(keys):
+    fn = build("hash", keys, normalise=["strip", "lower"])
+    assert fn("A@x.fr") == fn(" a@x.fr ") == fn("a@x.fr")
+    assert build("hash", keys)("A@x.fr") != build("hash", keys)("a@x.fr")
+
+
+def test_hash_canonical_form_links_number_and_its_text(keys):
+    fn = build("hash", keys, encoding="integer")
+    assert fn(42) == fn("42")
+    assert fn({"b": 1, "a": 2}) == fn({"a": 2, "b": 1})
+    assert fn(None) is None
+
+
+def test_hash_options_are_checked():
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError):
+        REGISTRY["hash"].options.model_validate({"encoding": "uuid", "length": 20})
+    with pytest.raises(ValidationError):
+        REGISTRY["hash"].options.model_validate({"length": 8})
+    with pytest.raises(ValidationError):
+        REGISTRY["hash"].options.model_validate({"salt": "x"})
+
+
+def test_hash_without_key_is_refused_at_compile_time():
+    from pseudonym import KeyRingError
+    p = make_policy([{"path": "$.a", "action": "hash"}])
+    with pytest.raises(KeyRingError, match="needs a key"):
+        anonymise({"a": 1}, p)
+
+
+@pytest.mark.parametrize("value", ["alice", 42, 4.5, True, ["x", {"y": None}], {"k": "v"}])
+def test_encrypt_round_trips_any_json_value(keys, value):
+    p = make_policy([{"path": "$.a", "action": "encrypt"}])
+    token = anonymise({"a": value}, p, keys=keys)["a"]
+    assert token.startswith(f"pse1.{keys.active.key_id}.")
+    assert token == anonymise({"a": value}, p, keys=keys)["a"]
+    assert reidentify(token, p, keys=keys, reason="test") == value
+
+
+def test_encrypt_token_opens_only_in_its_domain(keys):
+    p = make_policy([{"path": "$.a", "action": "encrypt"}])
+    other = make_policy([{"path": "$.a", "action": "encrypt"}], domain="elsewhere")
+    token = anonymise({"a": "alice"}, p, keys=keys)["a"]
+    from pseudonym import KeyRingError
+    with pytest.raises(KeyRingError):
+        reidentify(token, other, keys=keys, reason="test")
+
+
+def test_generalise_timestamps_keep_their_format():
+    cases = {
+        "second": ("2021-11-29T23:09:00.867219+00:00", "2021-11-29T23:09:00+00:00"),
+        "minute": ("2021-11-29T23:09:41Z", "2021-11-29T23:09:00Z"),
+        "hour": ("2021-11-29T23:09:41.5+01:00", "2021-11-29T23:00:00+01:00"),
+        "day": ("2021-11-29T23:09:41", "2021-11-29T00:00:00"),
+        "month": ("2021-11-29", "2021-11-01"),
+    }
+    for unit, (before, after) in cases.items():
+        assert build("generalise", kind="timestamp", unit=unit)(before) == after
+    assert build("generalise", kind="timestamp", unit="hour")(1638227340.5) == 1638226800
+
+
+def test_generalise_ip_to_prefix():
+    fn = build("generalise", kind="ip", ipv4_prefix=16, ipv6_prefix=32)
+    assert fn("172.18.45.201") == "172.18.0.0"
+    assert fn("2001:db8:85a3::8a2e:370:7334") == "2001:db8::"
+
+
+def test_generalise_numbers_into_buckets():
+    by_width = build("generalise", kind="number", width=10)
+    assert [by_width(v) for v in (0, 9, 10, 37.5, -1)] == [0, 0, 10, 30, -10]
+    by_bounds = build("generalise", kind="number", bounds=[18, 25, 65])
+    assert [by_bounds(v) for v in (12, 18, 30, 70)] == ["<18", "18-25", "25-65", ">=65"]
+
+
+def test_generalise_wrong_type_rejects_the_record_without_echoing_it():
+    p = make_policy([{"path": "$.t", "action": "generalise",
+                      "options": {"kind": "timestamp", "unit": "day"}}])
+    with pytest.raises(RecordError) as e:
+        anonymise({"t": "alice@example.org"}, p)
+    assert e.value.kind == "action-failed" and e.value.rule == 1
+    assert "alice" not in str(e.value)
+    with pytest.raises(ActionError):
+        build("generalise", kind="ip")({"not": "an ip"})
+
+
+def test_remove_sentinel_is_unique():
+    assert repr(REMOVE) == "REMOVE"

@@ -1,0 +1,107 @@
+"""The audit log: what an entry holds, that it holds no value, and that tampering shows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pseudonym import AuditLog, MasterKey, RecordError, anonymise
+from pseudonym.audit import read_entries, verify
+
+from .conftest import make_policy
+
+RULES = [{"path": "$.actor.mbox", "action": "hash"}, {"path": "$.verb", "action": "keep"},
+         {"path": "$.t", "action": "generalise", "options": {"kind": "timestamp", "unit": "day"}}]
+RECORDS = [
+    {"actor": {"mbox": "mailto:alice@example.org", "name": "Alice Martin"}, "verb": "played",
+     "t": "2026-01-02T03:04:05Z", "context": {"extensions": {"http://x/ip": "10.1.2.3"}}},
+    {"actor": {"mbox": "mailto:bob@example.org"}, "verb": "paused", "t": "Bob's birthday"},
+    {"actor": {"mbox": "mailto:carol@example.org"}, "verb": "played", "t": "2026-01-03"},
+]
+
+
+def run_with_audit(tmp_path, keys, key=None, on_error="skip"):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog.open(path, key) as audit:
+        out = list(anonymise(RECORDS, make_policy(RULES), keys=keys, audit=audit,
+                             on_error=on_error))
+    return path, out
+
+
+def test_entry_counts_what_happened(tmp_path, keys):
+    path, out = run_with_audit(tmp_path, keys)
+    assert len(out) == 2
+    (entry,) = read_entries(path)
+    assert entry["status"] == "completed" and entry["records"] == {
+        "read": 3, "written": 2, "rejected": 1}
+    assert entry["errors"] == {"action-failed": {"count": 1, "records": [2]}}
+    by_rule = {r["path"]: r for r in entry["rules"]}
+    assert by_rule["$.actor.mbox"]["matched"] == 2 and by_rule["$.actor.mbox"]["transformed"] == 2
+    assert by_rule["$.verb"]["transformed"] == 0
+    assert entry["unmatched"]["dropped"] == {"$.actor[*]": 1, "$[*]": 1}
+    assert entry["policy"]["sha256"] == make_policy(RULES).sha256
+    assert entry["keys"] == [{"key_id": keys.active.key_id, "domain": "test-domain"}]
+    assert entry["prev"] == "0" * 64 and entry["seq"] == 1 and "hmac" not in entry
+
+
+def test_audit_holds_no_input_value_and_no_key(tmp_path, keys):
+    path, _ = run_with_audit(tmp_path, keys, MasterKey.generate())
+    text = path.read_text()
+    for value in ("alice", "Alice", "Martin", "bob", "Bob", "birthday", "carol", "10.1.2.3",
+                  "played", "2026-01-02", "http://x/ip", keys.active.text.split(".")[2]):
+        assert value not in text
+
+
+def test_chain_verifies_and_edits_are_caught(tmp_path, keys):
+    path, _ = run_with_audit(tmp_path, keys)
+    run_with_audit(tmp_path, keys)
+    run_with_audit(tmp_path, keys)
+    assert verify(path).ok and verify(path).entries == 3
+    lines = path.read_bytes().splitlines(keepends=True)
+    tampered = json.loads(lines[1])
+    tampered["records"]["rejected"] = 0
+    path.write_bytes(lines[0] + json.dumps(tampered, sort_keys=True,
+                                           separators=(",", ":")).encode() + b"\n" + lines[2])
+    result = verify(path)
+    assert not result.ok and result.broken_at == 2 and "changed" in result.reason
+    path.write_bytes(lines[0] + lines[2])
+    result = verify(path)
+    assert result.broken_at == 2 and "removed" in result.reason
+    path.write_bytes(lines[1] + lines[2])
+    assert verify(path).broken_at == 1
+    path.write_bytes(lines[0] + lines[2] + lines[1])
+    assert verify(path).broken_at == 2
+
+
+def test_hmac_catches_a_rewritten_chain(tmp_path, keys):
+    key = MasterKey.generate()
+    path, _ = run_with_audit(tmp_path, keys, key)
+    assert verify(path, key).ok and verify(path, key).hmac_checked
+    forged = tmp_path / "forged.jsonl"
+    with AuditLog.open(forged) as log:
+        entry = read_entries(path)[0]
+        entry.pop("hmac")
+        entry["records"]["rejected"] = 0
+        log.append(entry)
+    assert verify(forged).ok
+    assert not verify(forged, key).ok
+    assert not verify(path, MasterKey.generate()).ok
+
+
+def test_failed_run_is_recorded_as_failed(tmp_path, keys):
+    path = tmp_path / "a.jsonl"
+    with AuditLog.open(path) as audit, pytest.raises(RecordError) as e:
+        list(anonymise(RECORDS, make_policy(RULES), keys=keys, audit=audit))
+    assert e.value.position == 2
+    assert read_entries(path)[0]["status"] == "failed"
+
+
+def test_abandoned_stream_is_recorded_as_interrupted(tmp_path, keys):
+    path = tmp_path / "a.jsonl"
+    with AuditLog.open(path) as audit:
+        it = anonymise(RECORDS, make_policy(RULES), keys=keys, audit=audit)
+        next(it)
+        it.close()
+    (entry,) = read_entries(path)
+    assert entry["status"] == "interrupted" and entry["records"]["written"] == 1

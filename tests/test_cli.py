@@ -1,0 +1,136 @@
+"""The command line, run as a real subprocess, as a pipeline would."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pseudonym import MasterKey
+
+from .conftest import EXAMPLES
+
+POLICY = str(EXAMPLES / "research.yaml")
+TRACES = EXAMPLES / "traces.jsonl"
+
+
+def cli(*args, stdin=None, key=True, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
+    if key:
+        e["PSEUDONYM_KEY"] = KEY.text
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pseudonym", *args], input=stdin,
+                          capture_output=True, env=e, timeout=120)
+
+
+KEY = MasterKey.generate()
+
+
+def test_keygen_prints_a_usable_key_and_its_id():
+    r = cli("keygen", key=False)
+    assert r.returncode == 0
+    text = r.stdout.decode().strip()
+    k = MasterKey.parse(text)
+    assert r.stderr.decode().strip() == f"key id: {k.key_id}"
+    assert text not in r.stderr.decode()
+
+
+def test_keygen_output_file_is_private(tmp_path):
+    f = tmp_path / "k"
+    assert cli("keygen", "--output", str(f), key=False).returncode == 0
+    assert (f.stat().st_mode & 0o777) == 0o600
+    MasterKey.parse(f.read_text())
+    r = cli("keygen", "--output", str(f), key=False)
+    assert r.returncode == 2 and b"already exists" in r.stderr
+
+
+def test_pipe_stdin_to_stdout():
+    r = cli("anonymise", "--policy", POLICY, stdin=TRACES.read_bytes())
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == len(TRACES.read_text().splitlines())
+    for raw in lines:
+        assert "@example" not in raw and "Alice" not in raw and "user-agent" not in raw
+
+
+def test_gz_files_and_audit(tmp_path):
+    src = tmp_path / "in.jsonl.gz"
+    src.write_bytes(gzip.compress(TRACES.read_bytes()))
+    out, audit = tmp_path / "out.jsonl.gz", tmp_path / "audit.jsonl"
+    r = cli("anonymise", "-p", POLICY, "-i", str(src), "-o", str(out), "-a", str(audit))
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(x) for x in gzip.decompress(out.read_bytes()).splitlines()]
+    assert len(records) == 12
+    entry = json.loads(audit.read_text())
+    assert entry["records"] == {"read": 12, "written": 12, "rejected": 0}
+    assert entry["status"] == "completed" and entry["keys"][0]["key_id"] == KEY.key_id
+    v = cli("audit", "verify", str(audit))
+    assert v.returncode == 0 and b"intact" in v.stdout
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_rejected_lines_are_reported_by_number_never_echoed(tmp_path):
+    lines = TRACES.read_text().splitlines()
+    bad = [*lines[:2], '{"actor": "alice.secret@example.org", "timestamp": "secret-time"',
+           *lines[2:4], '{"timestamp": "alice.secret@example.org"}']
+    audit = tmp_path / "a.jsonl"
+    r = cli("anonymise", "-p", POLICY, "-a", str(audit), stdin="\n".join(bad).encode())
+    assert r.returncode == 1
+    err = r.stderr.decode()
+    assert "line 3: rejected: invalid-json" in err and "line 6: rejected: action-failed" in err
+    assert "secret" not in err and "secret" not in r.stdout.decode()
+    assert len(r.stdout.decode().splitlines()) == 4
+    entry = json.loads(audit.read_text())
+    assert entry["records"]["rejected"] == 2
+    assert entry["errors"]["invalid-json"]["records"] == [3]
+
+
+def test_missing_key_is_a_clear_error():
+    r = cli("anonymise", "-p", POLICY, stdin=TRACES.read_bytes(), key=False)
+    assert r.returncode == 2 and b"needs a key" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_bad_key_is_refused_without_echo():
+    r = cli("anonymise", "-p", POLICY, stdin=b"", key=False,
+            env={"PSEUDONYM_KEY": "psk1.123.topsecretvalue"})
+    assert r.returncode == 2 and b"topsecret" not in r.stderr
+
+
+def test_check_valid_and_invalid(tmp_path):
+    r = cli("check", POLICY, key=False)
+    assert r.returncode == 0 and b"valid" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLES.joinpath("research.yaml").read_text().replace(
+        "action: keep", "action: kepe", 1))
+    r = cli("check", str(bad), key=False)
+    assert r.returncode == 1 and f"{bad}:".encode() in r.stderr and b"rule 1" in r.stderr
+
+
+def test_schema_is_json_schema():
+    r = cli("schema", key=False)
+    schema = json.loads(r.stdout)
+    assert r.returncode == 0 and schema["title"] == "pseudonym policy"
+    assert "rules" in schema["properties"]
+
+
+def test_audit_verify_names_first_broken_entry(tmp_path):
+    audit = tmp_path / "a.jsonl"
+    for _ in range(3):
+        assert cli("anonymise", "-p", POLICY, "-a", str(audit), "-i", str(TRACES),
+                   "-o", str(tmp_path / "o.jsonl")).returncode == 0
+    lines = audit.read_text().splitlines()
+    audit.write_text("\n".join([lines[0], lines[1].replace('"written":12', '"written":13'),
+                                lines[2]]) + "\n")
+    r = cli("audit", "verify", str(audit))
+    assert r.returncode == 1 and b"broken at entry 2" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", [[], ["anonymise"], ["keygen"], ["check"], ["schema"],
+                                 ["audit"], ["audit", "verify"]])
+def test_help(cmd):
+    r = cli(*cmd, "--help", key=False)
+    assert r.returncode == 0 and b"usage: pseudonym" in r.stdout
