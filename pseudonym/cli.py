@@ -110,8 +110,8 @@ def _anonymise(a: argparse.Namespace) -> int:
         nonlocal shown
         shown += 1
         if shown <= a.max_errors:
-            rule = f", rule {e.rule}" if e.rule is not None else ""
-            err(f"line {e.position}{rule}: rejected: {e.kind}: {e.reason}")
+            rule = f" (rule {e.rule})" if e.rule is not None else ""
+            err(f"line {e.position}: rejected: {e.kind}{rule}: {e.reason}")
 
     status = "failed"
     try:

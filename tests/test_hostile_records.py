@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +76,7 @@ def around(bad: bytes) -> bytes:
 def assert_rejected_line_2(r, records, entry, kind: str) -> None:
     assert r.returncode == 1
     assert [x["id"] for x in records] == [1, 3]
-    assert re.search(rb"line 2(, rule \d+)?: rejected: " + kind.encode(), r.stderr)
+    assert f"line 2: rejected: {kind}".encode() in r.stderr
     assert entry["status"] == "completed"
     assert entry["records"]["read"] == 3 and entry["records"]["written"] == 2
     assert entry["errors"][kind] == {"count": 1, "records": [2]}
@@ -205,7 +204,7 @@ def test_object_where_a_rule_expects_a_string(tmp_path, policy_file):
     bad = json.dumps({"id": 2, "ip": {"v4": SECRET}}).encode()
     r, records, entry = anonymise_file(tmp_path, policy_file, around(bad))
     assert_rejected_line_2(r, records, entry, "action-failed")
-    assert b"line 2, rule 3: rejected: action-failed" in r.stderr
+    assert b"line 2: rejected: action-failed (rule 3): generalise on $.ip" in r.stderr
 
 
 def test_object_under_hash_and_redact_is_replaced_whole(tmp_path, policy_file):

@@ -140,7 +140,7 @@ def test_no_leak_and_nothing_outside_the_rules_survives(tmp_path: Path, trace, p
     rules, unmatched = pol
     policy = make_policy(rules, unmatched)
     before = copy.deepcopy(trace)
-    fates = [(p, v, fate(rules, unmatched, p)) for p, v in leaves(trace)]
+    fates = [(p, v, fate(rules, unmatched, p)) for p, v in leaves(trace) if p]
     audit_path = tmp_path / "audit.jsonl"
     audit_path.unlink(missing_ok=True)
     audit = AuditLog.open(audit_path)
