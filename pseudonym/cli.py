@@ -73,7 +73,8 @@ def load_audit_key(path: str | None) -> MasterKey | None:
 _ANONYMISE_TEXT = (
     "apply a policy to JSON lines",
          "Apply a policy to JSON lines (one trace a line), from a file or standard input, to "
-         "a file or standard output. Files ending in .gz are (de)compressed. A record that "
+         "a file or standard output. Files ending in .gz are (de)compressed; Open edX "
+         "tracking.log lines are read too (their logger prefix is cut off). A record that "
          "cannot be fully processed is not written: it is reported on stderr by line number "
          "(never its content), counted in the audit log, and the exit status is 1.",
          "examples:\n"

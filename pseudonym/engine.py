@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .actions import REGISTRY, REMOVE, BuildContext
+from .actions.base import scalar_identifiers
 from .errors import RecordError
 from .jsonlines import dumps, loads
 from .plan import UNMATCHED_MODE, CompiledRule, Tree, walk
 from .policy import Policy
+from .record import Gatherer, RecordContext
+from .tracking import strip_logger_prefix
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -49,22 +52,35 @@ class Plan:
         self.keys = keys
         ctx = BuildContext(policy.domain, keys)
         rules = []
+        sources = []
         for i, (rule, opts) in enumerate(zip(policy.rules, policy.options, strict=True), 1):
             act = REGISTRY[rule.action]
             rp = rule.parsed_path
-            rules.append(CompiledRule(i, rule.path, act, act.build(opts, ctx), rp.named,
-                                      _condition(rule.when), rp.alternatives, rp.expr))
+            cr = CompiledRule(i, rule.path, act, act.build(opts, ctx), rp.named,
+                              _condition(rule.when), rp.alternatives, rp.expr,
+                              act.record_aware, act.decode)
+            rules.append(cr)
+            identifying = rule.identifying
+            if identifying is None:
+                identifying = act.identifies is not None
+            if identifying:
+                extract = act.identifies or scalar_identifiers
+                for steps in rp.alternatives or (None,):
+                    sources.append((steps, rp.expr, cr.cond, extract))
         self.rules = rules
         self.key_uses = sorted(ctx.key_uses)
         self.tree = Tree(rules)
         self.mode = UNMATCHED_MODE[policy.model.unmatched]
+        self.record_aware = any(r.record_aware for r in rules)
+        self.gather = Gatherer(sources)
 
     def apply(self, record: Any, hits: list) -> dict[str, Any]:
         """The treated copy of one record; raises RecordError (without a position)."""
         if type(record) is not dict:
             raise RecordError("not-an-object", "a record must be a JSON object")
         try:
-            out = walk(self.tree.root_for(record), record, self.mode, hits)
+            rec = RecordContext(record, self.gather(record)) if self.record_aware else None
+            out = walk(self.tree.root_for(record), record, self.mode, hits, rec)
         except RecursionError:
             raise RecordError("too-deep", "the record is nested too deeply") from None
         return {} if out is REMOVE else out
@@ -226,12 +242,18 @@ def run_lines(plan: Plan, lines: Iterable[bytes], stats: RunStats,
     """Treat raw JSON lines: bytes in, bytes out (no line ends), one out per accepted line.
 
     Positions are line numbers. Blank lines hold no record: they are skipped and counted.
+    An Open edX logger prefix before the JSON (``tracking.log``) is cut off and counted.
     """
     apply = plan.apply
     for n, raw in enumerate(lines, 1):
         if not raw or raw.isspace():
             stats.extra["blank_lines"] += 1
             continue
+        if raw[:1] != b"{":
+            bare = strip_logger_prefix(raw)
+            if bare is not None:
+                raw = bare
+                stats.extra["logger_prefixes"] += 1
         stats.read += 1
         hits: list = []
         try:

@@ -16,6 +16,8 @@ from jsonpath_ng import jsonpath as jp
 from jsonpath_ng.ext import parse as _parse
 
 KEY, INDEX, ANY, DESCEND = "key", "index", "any", "descend"
+_WILDCARD = getattr(jp, "Wildcard", None)
+"""jsonpath-ng >= 1.7 parses ``[*]`` and ``.*`` as ``Wildcard``, older ones as fields."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ def _steps(e: Any) -> list[list[Step]]:
         return [[*a, DESCEND_STEP, *b] for a, b in product(_steps(e.left), _steps(e.right))]
     if type(e) is jp.Fields:
         return [[ANY_STEP if f == "*" else Step(KEY, f)] for f in e.fields]
+    if _WILDCARD is not None and type(e) is _WILDCARD:
+        return [[ANY_STEP]]
     if type(e) is jp.Index:
         if any(i < 0 for i in e.indices):
             raise Dynamic

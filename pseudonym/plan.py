@@ -15,10 +15,27 @@ Meaning of overlapping rules, the same everywhere:
 4. A field no rule decides follows the nearest enclosing ``keep``/``drop``, or the
    policy's ``unmatched`` at top level.
 5. An object or array that held something and is left empty by the policy is removed.
+
+Two additions serve learning traces (both cost nothing when a policy does not use them):
+
+6. A rule whose action decodes embedded JSON (``json``) neither replaces the value nor
+   changes the default: when the value is a string holding a JSON object or array, the
+   rules below the rule's path apply to the decoded value, which is written back as a
+   string (Open edX's ``event`` is often such a string), ``"{}"`` if the policy left
+   nothing in it, so the field keeps its type. A string that is not JSON follows the
+   action's ``otherwise``.
+7. Record-aware actions (``scrub``, ``url``, ``date_shift``) see a per-record context
+   (``RecordContext``): before the walk, the values the record holds at the locations of
+   *identifying* rules (agents, usernames, user ids, or any rule marked
+   ``identifying: true``) are gathered along precompiled steps, so that these actions can
+   remove them wherever else they appear. Gathering reads the input, not the output, and
+   a more specific rule elsewhere does not stop a value from being gathered: a value is
+   treated as identifying as soon as any identifying rule's path reaches it.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,6 +63,10 @@ class CompiledRule:
     cond: Callable[[Any], bool] | None
     alternatives: tuple[tuple[Step, ...], ...] | None
     expr: Any = None
+    record_aware: bool = False
+    """The action's function takes ``(value, RecordContext)``."""
+    decode: bool = False
+    """The action decodes embedded JSON and lets the rules below apply (rule 6)."""
 
     def __post_init__(self) -> None:
         self.mode = KEEP if self.action.structural == "keep" else DROP
@@ -145,22 +166,68 @@ def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]]) -> Node:
     return build(start, "$")
 
 
-def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
-    """The treated copy of ``value`` (or ``REMOVE``), recording rule hits in ``hits``."""
+def walk(node: Node, value: Any, mode: int, hits: list, rec: Any = None) -> Any:
+    """The treated copy of ``value`` (or ``REMOVE``), recording rule hits in ``hits``.
+
+    ``rec`` is the record's ``RecordContext`` when the plan has record-aware rules.
+    """
     for c in node.cands:
         if c.cond is None or c.cond(value):
             fn = c.fn
+            if c.decode:
+                hits.append(c.number)
+                return _decoded(node, c, value, mode, hits, rec)
             if fn is None:
                 hits.append(c.hit)
                 mode = c.mode
                 break
             try:
-                new = fn(value)
+                new = fn(value, rec) if c.record_aware else fn(value)
             except ActionError as e:
                 raise RecordError("action-failed", f"{c.action.name} on {c.path}: {e}",
                                   rule=c.number) from None
             hits.append(-c.number if new is REMOVE or new != value else c.number)
             return new
+    return _inside(node, value, mode, hits, rec)
+
+
+def _decoded(node: Node, c: CompiledRule, value: Any, mode: int, hits: list, rec: Any) -> Any:
+    """Rule 6: the rules below ``node`` applied inside a value that may be JSON text."""
+    t = type(value)
+    if t is dict or t is list:
+        return _inside(node, value, mode, hits, rec)
+    if t is str:
+        inner = decode_json_text(value)
+        if inner is not None:
+            out = _inside(node, inner, mode, hits, rec)
+            return _json_text(type(inner)() if out is REMOVE else out)
+    try:
+        return c.fn(value) if c.fn is not None else REMOVE
+    except ActionError as e:
+        raise RecordError("action-failed", f"{c.action.name} on {c.path}: {e}",
+                          rule=c.number) from None
+
+
+def decode_json_text(text: str) -> dict | list | None:
+    """The object or array a string holds as JSON text, else None."""
+    head = text.lstrip()[:1]
+    if head != "{" and head != "[":
+        return None
+    try:
+        inner = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return inner if type(inner) in (dict, list) else None
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise RecordError("action-failed", "embedded JSON has a non-finite number") from None
+
+
+def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
     if node.leaf:
         return _whole(node, value, mode, hits)
     t = type(value)
@@ -176,7 +243,7 @@ def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
                 hits.append(child.keep_hit)
                 out[k] = v
             else:
-                r = walk(child, v, mode, hits)
+                r = walk(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     out[k] = r
         return out if out or not value else REMOVE
@@ -192,7 +259,7 @@ def walk(node: Node, value: Any, mode: int, hits: list) -> Any:
                 hits.append(child.keep_hit)
                 outl.append(v)
             else:
-                r = walk(child, v, mode, hits)
+                r = walk(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     outl.append(r)
         return outl if outl or not value else REMOVE

@@ -58,6 +58,10 @@ class Rule(BaseModel):
         "hold one of the listed values (null stands for an absent field), e.g. "
         "{objectType: [Agent, Group]}")
     why: str | None = Field(None, description="The justification the DPO reads")
+    identifying: bool | None = Field(
+        None, description="The matched values identify a person: record-aware actions "
+        "(scrub, url) remove them wherever else they appear in the record. "
+        "Default: true for agent and learner-id actions, false otherwise")
 
     @field_validator("path")
     @classmethod

@@ -45,7 +45,21 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-ValueFn = Callable[[Any], Any]
+ValueFn = Callable[..., Any]
+
+
+def scalar_identifiers(value: Any) -> list[str]:
+    """A scalar's text as an identifier (numbers too: a user id 42 shows as "42")."""
+    t = type(value)
+    if t is str:
+        return [value] if value.strip() else []
+    if t is int:
+        return [str(value)]
+    if t is dict:
+        return [s for v in value.values() for s in scalar_identifiers(v)]
+    if t is list:
+        return [s for v in value for s in scalar_identifiers(v)]
+    return []
 
 
 @dataclass
@@ -83,6 +97,13 @@ class Action:
     keyed: bool = False
     reversible: bool = False
     linkable: bool = False
+    record_aware: bool = False
+    """The function takes ``(value, RecordContext)``: it may use the record's identifiers."""
+    decode: bool = False
+    """The action decodes embedded JSON for the rules below it (see ``plan``)."""
+    identifies: Callable[[Any], list[str]] | None = None
+    """The identifiers a value this action treats holds; set for actions whose fields are
+    identifying by nature (agents, usernames, user ids)."""
 
 
 REGISTRY: dict[str, Action] = {}
@@ -94,17 +115,19 @@ class NoOptions(Options):
 
 def action(name: str, options: type[Options] = NoOptions, *, summary: str,
            structural: Literal["keep", "drop"] | None = None, keyed: bool = False,
-           reversible: bool = False, linkable: bool = False):
+           reversible: bool = False, linkable: bool = False, record_aware: bool = False,
+           decode: bool = False, identifies: Callable[[Any], list[str]] | None = None):
     """Register a builder ``build(options, ctx) -> value function`` under ``name``.
 
     ``linkable``: equal inputs give equal outputs, so records stay linkable through it.
+    ``record_aware``, ``decode``, ``identifies``: see ``Action``.
     """
 
     def register(build: Callable[[Any, BuildContext], ValueFn | None]):
         if name in REGISTRY:
             raise RuntimeError(f"action {name!r} registered twice")
         REGISTRY[name] = Action(name, options, build, summary, structural, keyed,
-                                reversible, linkable)
+                                reversible, linkable, record_aware, decode, identifies)
         return build
 
     return register

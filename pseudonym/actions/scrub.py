@@ -1,0 +1,194 @@
+"""scrub: free text kept, with what identifies people in it replaced.
+
+Three sources of matches, applied in this order: the record's own identifiers (the
+values of its identifying fields, in every form: see ``pseudonym.record``), then the
+built-in detectors, then the policy's custom patterns. Every pattern is compiled when
+the policy compiles. A match becomes a typed token (``[EMAIL]``) or, with
+``replace: pseudonym``, a keyed pseudonym of the (stripped, lower-cased) match, so the
+same address gives the same text in every record.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .base import BuildContext, Options, action
+
+IDENTIFYING_PARAMS = frozenset({
+    "email", "mail", "e-mail", "user", "username", "user_id", "userid", "uid", "login",
+    "name", "firstname", "lastname", "first_name", "last_name", "token", "access_token",
+    "key", "api_key", "apikey", "password", "pass", "pwd", "session", "sessionid", "sid",
+    "phone", "tel", "ip", "student", "student_id", "learner", "anonymous_id",
+})
+"""Query parameter names that make a URL identifying (compared lower-cased)."""
+
+
+_SPACE = re.compile(r"\s")
+
+
+def _iban_mod97(text: str) -> bool:
+    s = _SPACE.sub("", text).upper()
+    moved = s[4:] + s[:4]
+    digits = "".join(str(int(c, 36)) for c in moved)
+    return int(digits) % 97 == 1
+
+
+def _nir_key(text: str) -> bool:
+    s = _SPACE.sub("", text).upper()
+    body, key = s[:13], s[13:]
+    body = body.replace("2A", "19").replace("2B", "18")
+    return body.isdigit() and key.isdigit() and 97 - int(body) % 97 == int(key)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _identifying_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return True
+    if parts.username or parts.password or "@" in parts.netloc:
+        return True
+    return any(k.lower() in IDENTIFYING_PARAMS for k, _ in parse_qsl(parts.query,
+                                                                     keep_blank_values=True))
+
+
+DETECTORS: dict[str, tuple[str, str, Callable[[str], bool] | None]] = {
+    "email": ("EMAIL",
+              r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+              r"\.[A-Za-z]{2,}(?![\w-])", None),
+    "url": ("URL", r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"']+", _identifying_url),
+    "iban": ("IBAN", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+             _iban_mod97),
+    "nir": ("NIR", r"(?<!\d)[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3}"
+                   r" ?\d{3} ?\d{2}(?!\d)", _nir_key),
+    "phone": ("PHONE",
+              r"(?<![\w+])(?:(?:\+|00)33[ .-]?(?:\(0\)[ .-]?)?[1-9]|0[1-9])(?:[ .-]?\d{2}){4}"
+              r"(?!\d)"
+              r"|(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)", None),
+    "ipv4": ("IP", r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])", _is_ip),
+    "ipv6": ("IP", r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"
+                   r"|(?<![\w:])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])", _is_ip),
+    "hex_digest": ("HASH", r"(?<![0-9A-Fa-f@])(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|"
+                           r"[0-9A-Fa-f]{32})(?![0-9A-Fa-f])", None),
+}
+"""name -> (token, pattern, validator). ``hex_digest`` catches MD5/SHA-1/SHA-256 hex
+that a dictionary attack could reverse; an Open edX block id (``block@<hex>``) is not
+taken for one."""
+
+Detector = Literal["email", "url", "iban", "nir", "phone", "ipv4", "ipv6", "hex_digest"]
+ALL_DETECTORS: tuple[Detector, ...] = ("email", "url", "iban", "nir", "phone", "ipv4", "ipv6",
+                                       "hex_digest")
+
+
+class Pattern(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    """The token's name: a match becomes ``[NAME]``."""
+    regex: str
+    """A Python regular expression; the whole match is replaced."""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression ({e.msg})") from None
+        if rx.match(""):
+            raise ValueError("the regular expression matches empty text")
+        return v
+
+
+class ScrubOptions(Options):
+    detectors: tuple[Detector, ...] = ALL_DETECTORS
+    """Built-in detectors to run (default: all)."""
+    patterns: tuple[Pattern, ...] = ()
+    """Custom patterns, e.g. {name: STUDENT_NUMBER, regex: 'FUN-\\d{6}'}."""
+    record: bool = True
+    """Also remove the record's own identifiers (its identifying fields' values)."""
+    replace: Literal["token", "pseudonym"] = "token"
+    """token: ``[EMAIL]``, ``[USER]``...; pseudonym: ``[EMAIL:<keyed pseudonym>]``."""
+
+
+def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
+    """The ``(text, RecordContext | None) -> text`` function a scrub rule runs."""
+    compiled: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None]] = []
+    for name in dict.fromkeys(options.detectors):
+        token, rx, check = DETECTORS[name]
+        flags = re.IGNORECASE if name not in ("iban",) else 0
+        compiled.append((token, re.compile(rx, flags), check))
+    for p in options.patterns:
+        compiled.append((p.name, re.compile(p.regex), None))
+
+    if options.replace == "pseudonym":
+        digest = ctx.hasher("scrub").digest
+
+        def render(kind: str, text: str) -> str:
+            d = digest(text.strip().lower().encode("utf-8", "surrogatepass"))
+            return f"[{kind}:{d.hex()[:16]}]"
+    else:
+        def render(kind: str, text: str) -> str:
+            return f"[{kind}]"
+
+    def user(text: str) -> str:
+        return render("USER", text)
+
+    subs = []
+    for token, rx, check in compiled:
+        if check is None:
+            subs.append((rx, lambda m, t=token: render(t, m.group(0))))
+        else:
+            subs.append((rx, lambda m, t=token, c=check: (render(t, m.group(0)) if c(m.group(0))
+                                                          else m.group(0))))
+    use_record = options.record
+
+    def text(value: str, rec: Any) -> str:
+        if use_record and rec is not None:
+            value = rec.remove_ids(value, user)
+        for rx, fn in subs:
+            value = rx.sub(fn, value)
+        return value
+
+    return text
+
+
+def deep(fn: Callable[[str, Any], str]):
+    """Apply a text function to every string inside a JSON value (keys stay)."""
+
+    def run(value: Any, rec: Any) -> Any:
+        t = type(value)
+        if t is str:
+            return fn(value, rec)
+        if t is dict:
+            return {k: run(v, rec) for k, v in value.items()}
+        if t is list:
+            return [run(v, rec) for v in value]
+        return value
+
+    return run
+
+
+@action("scrub", ScrubOptions, record_aware=True,
+        summary="Keep free text but replace what identifies people in it: the record's "
+                "own identifiers (usernames, ids, names, e-mails of its identifying fields, "
+                "also upper/lower-cased, URL-encoded or as unkeyed MD5/SHA-1/SHA-256 hex), "
+                "e-mail addresses, phone numbers (French and international), IPv4/IPv6, "
+                "URLs with credentials or identifying query parameters, French NIR, IBAN, "
+                "hex digests, and the policy's own patterns. Each match becomes a typed "
+                "token ([EMAIL]) or a keyed pseudonym. Inside objects and arrays, every "
+                "string is scrubbed.")
+def scrub(options: ScrubOptions, ctx: BuildContext):
+    return deep(compile_scrubber(options, ctx))

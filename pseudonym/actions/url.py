@@ -1,0 +1,71 @@
+"""url: keep where a link points (scheme, host, path shape), not who followed it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from pydantic import Field
+
+from .base import ActionError, BuildContext, Options, action
+
+USER_SEGMENTS = ("u", "users", "accounts", "profile", "profiles", "learner", "learners",
+                 "student", "students", "preferences", "progress")
+_EMAIL = re.compile(r"[\w.%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
+
+
+class UrlOptions(Options):
+    token: str = Field("_user_", pattern=r"^[A-Za-z0-9_.~-]+$")
+    """What replaces a path segment that names a person (URL-safe characters only)."""
+    after: tuple[str, ...] = USER_SEGMENTS
+    """A segment that follows one of these (compared lower-cased) names a person, as in
+    Open edX ``/u/<username>`` or ``/api/user/v1/accounts/<username>``."""
+
+
+def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: str) -> str:
+    """``text`` without user info, query and fragment, person-naming segments replaced."""
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i != -1),
+                  default=len(rest))
+        netloc, rest = rest[:cut], rest[cut:]
+        host = netloc.rpartition("@")[2]
+        head = f"{scheme}://{host}"
+    else:
+        head = ""
+    path = rest if head else text
+    for sep in ("?", "#"):
+        path = path.partition(sep)[0]
+    segments = path.split("/")
+    prev = ""
+    for i, seg in enumerate(segments):
+        if seg:
+            plain = unquote(seg).lower()
+            if (plain in forms or prev in markers or _EMAIL.fullmatch(plain)
+                    or any(p in forms for p in plain.split(","))):
+                segments[i] = token
+            prev = plain
+    out = head + "/".join(segments)
+    return text if out == text else out
+
+
+@action("url", UrlOptions, record_aware=True,
+        summary="Keep a URL's scheme, host and path shape; drop user info, query and "
+                "fragment; replace a path segment that is one of the record's identifiers "
+                "(in any form), is an e-mail address, or follows a user segment such as "
+                "/u/ with a token. Text that is not a URL (an event name) stays as it is; "
+                "null and \"\" too.")
+def url(options: UrlOptions, ctx: BuildContext):
+    markers = frozenset(a.lower() for a in options.after)
+    token = options.token
+    empty: frozenset[str] = frozenset()
+
+    def run(value: Any, rec: Any) -> Any:
+        if value is None or value == "":
+            return value
+        if type(value) is not str:
+            raise ActionError("a URL must be text")
+        return treat_url(value, rec.forms if rec is not None else empty, markers, token)
+
+    return run

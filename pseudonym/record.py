@@ -1,0 +1,181 @@
+"""Record-aware treatment: the identifiers one record holds, and their removal elsewhere.
+
+A plan with record-aware rules (``scrub``, ``url``, ``date_shift``) compiles a
+``Gatherer`` once from its identifying rules. Per record it follows plain steps (dict
+and list look-ups, a JSON string decoded when a path runs through it) to collect the
+record's identifiers, before the walk. Record-aware actions then receive a
+``RecordContext``, which derives the forms of these identifiers that must disappear:
+raw, any letter case, URL-encoded, and the unkeyed MD5 / SHA-1 / SHA-256 hex digests
+that a dictionary attack would reverse. Nothing here compiles a pattern per record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from .paths import ANY, DESCEND, INDEX, KEY, Step
+from .plan import decode_json_text
+
+MIN_FREE_TEXT = 2
+"""Identifiers shorter than this are not searched for in free text (a user id ``6``
+would erase every lone digit 6); URL path segments still match them exactly."""
+
+Source = tuple[tuple[Step, ...] | None, Any, Callable[[Any], bool] | None,
+               Callable[[Any], list[str]]]
+
+
+class Gatherer:
+    """The identifying rules' locations, compiled once: (steps or expr, cond, extract)."""
+
+    def __init__(self, sources: list[Source]) -> None:
+        self.sources = sources
+
+    def __call__(self, record: dict[str, Any]) -> list[str]:
+        found: list[str] = []
+        memo: dict[int, Any] = {}
+        for steps, expr, cond, extract in self.sources:
+            values: list[Any] = []
+            if steps is not None:
+                _reach(record, steps, 0, values, memo)
+            else:
+                values = [m.value for m in expr.find(record)]
+            for v in values:
+                if cond is None or cond(v):
+                    found.extend(extract(v))
+        return found
+
+
+def _reach(value: Any, steps: tuple[Step, ...], i: int, out: list, memo: dict) -> None:
+    if i == len(steps):
+        out.append(value)
+        return
+    s = steps[i]
+    if type(value) is str:
+        key = id(value)
+        if key not in memo:
+            memo[key] = (value, decode_json_text(value))
+        value = memo[key][1]
+        if value is None:
+            return
+    t = type(value)
+    kind = s.kind
+    if kind == KEY:
+        if t is dict and s.value in value:
+            _reach(value[s.value], steps, i + 1, out, memo)
+    elif kind == INDEX:
+        if t is list and s.value < len(value):  # type: ignore[operator]
+            _reach(value[s.value], steps, i + 1, out, memo)
+    elif kind == ANY:
+        for v in (value.values() if t is dict else value if t is list else ()):
+            _reach(v, steps, i + 1, out, memo)
+    elif kind == DESCEND:
+        _reach(value, steps, i + 1, out, memo)
+        for v in (value.values() if t is dict else value if t is list else ()):
+            if type(v) in (dict, list):
+                _reach(v, steps, i, out, memo)
+
+
+def _digests(text: str) -> Iterable[str]:
+    data = text.encode("utf-8", "surrogatepass")
+    return (hashlib.md5(data).hexdigest(), hashlib.sha1(data).hexdigest(),
+            hashlib.sha256(data).hexdigest())
+
+
+@lru_cache(maxsize=4096)
+def identifier_forms(ident: str) -> frozenset[str]:
+    """Every lower-cased form of one identifier that must not survive.
+
+    Cached: a learner's identifiers come back in record after record, and deriving the
+    forms (nine digests each) is the costly part of record-aware treatment.
+    """
+    base = ident.strip()
+    raws = {base}
+    if base.lower().startswith("mailto:"):
+        raws.add(base[7:])
+    if "@" in base and not base.lower().startswith("mailto:"):
+        raws.add("mailto:" + base)
+    forms: set[str] = set()
+    for r in raws:
+        for variant in {r, r.lower(), r.upper()}:
+            forms.add(variant.lower())
+            forms.add(quote(variant, safe="").lower())
+            forms.add(quote_plus(variant, safe="").lower())
+            forms.update(_digests(variant))
+    return frozenset(f for f in forms if f)
+
+
+class RecordContext:
+    """What record-aware actions know about the record being treated."""
+
+    __slots__ = ("_forms", "_needles", "ids", "memo", "record")
+
+    def __init__(self, record: dict[str, Any], ids: list[str]) -> None:
+        self.record = record
+        self.ids = ids
+        self.memo: dict[Any, Any] = {}
+        self._forms: frozenset[str] | None = None
+        self._needles: tuple[str, ...] | None = None
+
+    @property
+    def forms(self) -> frozenset[str]:
+        """Lower-cased forms of the record's identifiers (for whole-segment matches)."""
+        if self._forms is None:
+            forms: set[str] = set()
+            for i in set(self.ids):
+                forms |= identifier_forms(i)
+            self._forms = frozenset(forms)
+        return self._forms
+
+    @property
+    def needles(self) -> tuple[str, ...]:
+        """The forms searched for inside free text, longest first."""
+        if self._needles is None:
+            self._needles = tuple(sorted((f for f in self.forms if len(f) >= MIN_FREE_TEXT),
+                                         key=len, reverse=True))
+        return self._needles
+
+    def remove_ids(self, text: str, replace: Callable[[str], str]) -> str:
+        """``text`` with every occurrence of the record's identifiers replaced."""
+        if not self.ids:
+            return text
+        return replace_needles(text, self.needles, replace)
+
+
+def _lower_same_length(text: str) -> str:
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+def replace_needles(text: str, needles: tuple[str, ...], replace: Callable[[str], str]) -> str:
+    """Replace whole-token occurrences of ``needles`` (lower case), case-insensitively.
+
+    A match must not be glued to a letter or digit on a side where the needle itself
+    starts or ends with one, so ``jo`` is not found in ``joint``.
+    """
+    low = _lower_same_length(text)
+    spans: list[tuple[int, int]] = []
+    for n in needles:
+        start = low.find(n)
+        while start != -1:
+            end = start + len(n)
+            ok_before = start == 0 or not (n[0].isalnum() and low[start - 1].isalnum())
+            ok_after = end == len(low) or not (n[-1].isalnum() and low[end].isalnum())
+            if ok_before and ok_after and not any(a < end and start < b for a, b in spans):
+                spans.append((start, end))
+            start = low.find(n, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    parts, last = [], 0
+    for a, b in spans:
+        parts.append(text[last:a])
+        parts.append(replace(text[a:b]))
+        last = b
+    parts.append(text[last:])
+    return "".join(parts)

@@ -1,0 +1,134 @@
+"""scrub: detectors, custom patterns, replacement styles, and the record's own identifiers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pseudonym import Policy, PolicyError, anonymise
+
+from .conftest import assert_gone, variants
+
+
+def policy(options: dict | None = None, extra: list | None = None) -> Policy:
+    return Policy.from_dict({
+        "name": "t", "version": "1", "domain": "test-scrub",
+        "rules": [{"path": "$.user", "action": "learner_id"},
+                  {"path": "$.text", "action": "scrub", "options": options or {}},
+                  *(extra or [])]})
+
+
+def scrub(text: str, keys, options: dict | None = None, user: str = "someone") -> str:
+    return anonymise({"user": user, "text": text}, policy(options), keys=keys)["text"]
+
+
+@pytest.mark.parametrize(("text", "secret", "token"), [
+    ("write to jeanne.dupont@example.org today", "jeanne.dupont@example.org", "[EMAIL]"),
+    ("write to JEANNE.DUPONT@EXAMPLE.ORG today", "JEANNE.DUPONT@EXAMPLE.ORG", "[EMAIL]"),
+    ("write to jeanne.dupont%40example.org today", "jeanne.dupont%40example.org", "[EMAIL]"),
+    ("call 06 12 34 56 78 now", "06 12 34 56 78", "[PHONE]"),
+    ("call 06.12.34.56.78 now", "06.12.34.56.78", "[PHONE]"),
+    ("call +33 6 12 34 56 78 now", "+33 6 12 34 56 78", "[PHONE]"),
+    ("call +33 (0)1 23 45 67 89 now", "+33 (0)1 23 45 67 89", "[PHONE]"),
+    ("call +1 415 555 0132 now", "+1 415 555 0132", "[PHONE]"),
+    ("call +44 20 7946 0958 now", "+44 20 7946 0958", "[PHONE]"),
+    ("from 192.0.2.44 yesterday", "192.0.2.44", "[IP]"),
+    ("from 2001:db8::8a2e:370:7334 yesterday", "2001:db8::8a2e:370:7334", "[IP]"),
+    ("see https://jd:secret@files.example.org/x", "jd:secret@", "[URL]"),
+    ("see https://lms.example.org/p?email=a%40b.fr&x=1", "email=a%40b.fr", "[URL]"),
+    ("NIR 2 84 05 75 123 456 72 ok", "2 84 05 75 123 456 72", "[NIR]"),
+    ("NIR 184057512345625 ok", "184057512345625", "[NIR]"),
+    ("IBAN FR76 3000 6000 0112 3456 7890 189 ok", "FR76 3000 6000 0112 3456 7890 189",
+     "[IBAN]"),
+    ("digest 5d41402abc4b2a76b9719d911017c592 ok", "5d41402abc4b2a76b9719d911017c592",
+     "[HASH]"),
+])
+def test_detectors(keys, text, secret, token):
+    out = scrub(text, keys)
+    assert secret not in out and token in out
+    assert out.startswith(text.split()[0])
+
+
+@pytest.mark.parametrize("text", [
+    "block-v1:FUN-MOOC+00002+session01+type@video+block@3f2a9c0e1b2d4f6a8c0e1b2d4f6a8c0e",
+    "see https://www.fun-mooc.fr/courses/course-v1:FUN+01+s1/about",
+    "video at 10:11:12, version 1.2.3, 42 points, 3.5/5",
+    "FR76 is not an IBAN on its own",
+    "NIR-like 184057512345699 with a wrong key",
+])
+def test_detectors_leave_analytic_text_alone(keys, text):
+    assert scrub(text, keys) == text
+
+
+def test_only_the_chosen_detectors_run(keys):
+    text = "a@b.fr 06 12 34 56 78"
+    assert scrub(text, keys, {"detectors": ["phone"]}) == "a@b.fr [PHONE]"
+
+
+def test_custom_patterns(keys):
+    opts = {"detectors": [], "patterns": [{"name": "STUDENT_NUMBER", "regex": r"FUN-\d{6}"}]}
+    assert scrub("id FUN-123456 here", keys, opts) == "id [STUDENT_NUMBER] here"
+
+
+@pytest.mark.parametrize("bad", [{"name": "x", "regex": "a"}, {"name": "X", "regex": "("},
+                                 {"name": "X", "regex": "a*"}])
+def test_bad_custom_patterns_are_refused_at_load(bad):
+    with pytest.raises(PolicyError) as e:
+        policy({"patterns": [bad]})
+    assert "rule 2" in str(e.value)
+
+
+def test_pseudonym_replacement_is_keyed_and_consistent(keys):
+    opts = {"replace": "pseudonym"}
+    a = scrub("mail Jeanne@Example.org", keys, opts)
+    b = scrub("mail jeanne@example.org", keys, opts)
+    c = scrub("mail other@example.org", keys, opts)
+    assert a == b != c and a.startswith("mail [EMAIL:") and "jeanne" not in a.lower()
+    from pseudonym import KeyRing
+    assert scrub("mail jeanne@example.org", KeyRing.generate(), opts) != a
+
+
+@pytest.mark.parametrize("form", sorted(variants("jdupont")))
+def test_record_identifiers_are_removed_in_every_form(keys, form):
+    text = f"posted by {variants('jdupont')[form]}, see /u/{variants('jdupont')[form]}/"
+    out = anonymise({"user": "jdupont", "text": text}, policy({"detectors": []}), keys=keys)
+    assert_gone(out, "jdupont")
+    assert "[USER]" in out["text"]
+
+
+def test_record_identifiers_match_whole_tokens_only(keys):
+    out = scrub("jo joined the jog", keys, {"detectors": []}, user="jo")
+    assert out == "[USER] joined the jog"
+
+
+def test_record_off(keys):
+    assert scrub("by jdupont", keys, {"detectors": [], "record": False},
+                 user="jdupont") == "by jdupont"
+
+
+def test_scrub_goes_inside_objects_and_embedded_json(keys):
+    p = Policy.from_dict({
+        "name": "t", "version": "1", "domain": "d",
+        "rules": [{"path": "$.username", "action": "learner_id"},
+                  {"path": "$.event", "action": "json"},
+                  {"path": "$.event.notes", "action": "scrub"},
+                  {"path": "$.event.username", "action": "learner_id"}]})
+    rec = {"username": "jdupont",
+           "event": '{"username": "marie", "notes": {"a": "jdupont and MARIE", "n": 3}}'}
+    out = anonymise(rec, p, keys=keys)
+    assert_gone(out, "jdupont", "marie")
+    assert '"n": 3' in out["event"]
+
+
+def test_identifying_flag_makes_any_rule_a_source(keys):
+    p = Policy.from_dict({
+        "name": "t", "version": "1", "domain": "d",
+        "rules": [{"path": "$.student_no", "action": "hash", "identifying": True},
+                  {"path": "$.text", "action": "scrub", "options": {"detectors": []}}]})
+    out = anonymise({"student_no": "A12345", "text": "student a12345 passed"}, p, keys=keys)
+    assert out["text"] == "student [USER] passed"
+    p2 = Policy.from_dict({
+        "name": "t", "version": "1", "domain": "d",
+        "rules": [{"path": "$.student_no", "action": "hash"},
+                  {"path": "$.text", "action": "scrub", "options": {"detectors": []}}]})
+    out = anonymise({"student_no": "A12345", "text": "student a12345 passed"}, p2, keys=keys)
+    assert out["text"] == "student a12345 passed"
