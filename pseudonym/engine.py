@@ -78,6 +78,8 @@ class Plan:
         """The treated copy of one record; raises RecordError (without a position)."""
         if type(record) is not dict:
             raise RecordError("not-an-object", "a record must be a JSON object")
+        if not record:  # no field, so none unmatched (with no rule, $ itself is a leaf)
+            return {}
         try:
             rec = RecordContext(record, self.gather(record)) if self.record_aware else None
             out = walk(self.tree.root_for(record), record, self.mode, hits, rec)

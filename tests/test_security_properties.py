@@ -226,3 +226,62 @@ def test_encrypt_round_trips_every_json_value(value) -> None:
     assert token.startswith(f"pse1.{KEY_A.active.key_id}.")
     back = reidentify(token, ENCRYPT, keys=KEY_A, reason="property test")
     assert json.dumps(back, sort_keys=True) == json.dumps(value, sort_keys=True)
+
+
+_dynamic_path = st.sampled_from([
+    "$.a[?(@.b)]", "$[?(@.a)]", "$.a[?(@.b)].c", "$..a[?(@.c)]", "$.a[-1]", "$.a[-1].b",
+    "$.b[0:2]", "$.b[1:].a", "$[?(@.a)].b"])
+
+
+@SETTINGS
+@given(trace=traces, rules=st.lists(st.tuples(st.one_of(_dynamic_path, st.builds(
+    path_text, st.lists(_step, min_size=1, max_size=3))), _action), min_size=1, max_size=5),
+    unmatched=st.sampled_from(["drop", "keep"]))
+def test_audit_holds_no_input_value_with_dynamic_paths(tmp_path: Path, trace, rules,
+                                                       unmatched) -> None:
+    """Filters, slices and negative indices find locations in the record itself; the
+    path shapes the audit log counts must still not name a key taken from the record."""
+    policy = Policy.from_dict({"name": "dyn", "version": "1", "domain": "prop-dyn",
+                               "unmatched": unmatched,
+                               "rules": [{"path": p, "action": a, "options": o}
+                                         for p, (a, o) in rules]})
+    audit_path = tmp_path / "audit.jsonl"
+    audit_path.unlink(missing_ok=True)
+    anonymise(trace, policy, keys=KEY_A, audit=AuditLog.open(audit_path))
+    audit_text = audit_path.read_text()
+    for m in markers(trace):
+        assert m not in audit_text
+
+
+# -- regressions these properties found -----------------------------------------------------
+RECORD_KEYED = {"answers": {"alice@example.org": {"ok": 1, "x": 2, "y": 3},
+                            "bob@example.org": {"ok": 0}},
+                "list": [{"p": 2, "q": 1}, {"p": 3, "q": 4}]}
+
+
+def _one_rule(path: str) -> Policy:
+    return Policy.from_dict({"name": "r", "version": "1", "domain": "d",
+                             "rules": [{"path": path, "action": "keep"}]})
+
+
+@pytest.mark.parametrize("path", ["$.answers[?(@.ok == 1)].x", "$.answers[?(@.ok)].y",
+                                  "$[?(@.alice)].x"])
+def test_keys_found_by_a_filter_never_reach_the_audit_log(tmp_path: Path, path: str) -> None:
+    """The audit log counted dropped fields under shapes built from the record's own keys
+    (``$.answers['alice@example.org'][*]``): now ``$.answers[*][*]``."""
+    audit = AuditLog.open(tmp_path / "audit.jsonl")
+    anonymise(RECORD_KEYED, _one_rule(path), audit=audit)
+    text = (tmp_path / "audit.jsonl").read_text()
+    assert "example.org" not in text
+    assert "$.answers[*][*]" in text or "$.answers" not in path
+
+
+@pytest.mark.parametrize("path,kept", [
+    ("$.list[-1]", {"list": [{"p": 3, "q": 4}]}),
+    ("$.list[-1].p", {"list": [{"p": 3}]}),
+    ("$.list[-2].q", {"list": [{"q": 1}]}),
+])
+def test_negative_indices_count_from_the_end(path: str, kept: dict) -> None:
+    """A keep rule with a negative index kept nothing: jsonpath-ng names the location
+    ``[-1]`` and the walk looks indices up from the start."""
+    assert anonymise(RECORD_KEYED, _one_rule(path)) == kept
