@@ -254,7 +254,9 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
                 r = walk(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     out[k] = r
-        return out if out or not value else REMOVE
+        if out:
+            return out
+        return REMOVE if value else _whole(node, value, mode, hits)  # empty: as a leaf
     if t is list:
         outl = []
         indices, anyc = node.indices, node.any
@@ -270,7 +272,9 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
                 r = walk(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     outl.append(r)
-        return outl if outl or not value else REMOVE
+        if outl:
+            return outl
+        return REMOVE if value else _whole(node, value, mode, hits)
     return _whole(node, value, mode, hits)
 
 

@@ -285,3 +285,12 @@ def test_negative_indices_count_from_the_end(path: str, kept: dict) -> None:
     """A keep rule with a negative index kept nothing: jsonpath-ng names the location
     ``[-1]`` and the walk looks indices up from the start."""
     assert anonymise(RECORD_KEYED, _one_rule(path)) == kept
+
+
+def test_an_empty_container_no_rule_keeps_does_not_carry_its_key_out() -> None:
+    """``{"answers": {"alice@example.org": {}}}`` under ``$.answers[*].correct``: the empty
+    object no rule keeps was written back, and with it a key from the record."""
+    policy = _one_rule("$.answers[*].correct")
+    assert anonymise({"answers": {"alice@example.org": {}, "bob": []}}, policy) == {}
+    assert anonymise({"answers": {"bob": {"correct": []}}}, policy) == {
+        "answers": {"bob": {"correct": []}}}
