@@ -1,9 +1,9 @@
 """Fuzz targets: bytes in, and any exception other than the library's declared errors out.
 
 ``policy(data)`` loads a policy file's bytes (YAML, or JSON when the first byte is odd),
-compiles it with a key and runs it on a sample trace. ``anonymise(data)`` picks one of a
-few policies that use every action, path kind and option family, and feeds the rest as
-one JSON line through the same path the command line uses, then through the Python API.
+compiles it with a key and runs it on a sample trace. ``anonymise_one(data)`` picks one of
+a few policies that use every action, path kind and option family, or a built-in policy,
+and feeds the rest as one JSON line through the same path the command line uses, then through the Python API.
 Run them with atheris (``fuzz/run.py``) or hypothesis (``tests/test_fuzz.py``).
 """
 
@@ -14,6 +14,7 @@ import json
 from pseudonym import KeyRing, MasterKey, Policy, PseudonymError, anonymise
 from pseudonym.engine import RunStats, compile_plan, run_lines
 from pseudonym.jsonlines import loads
+from pseudonym.policy import builtin_names
 
 KEYS = KeyRing([MasterKey(bytes(range(32)))])
 
@@ -65,9 +66,24 @@ _RULES = [
                                                             "unit": "month"}},
      {"path": "$..ip", "action": "generalise", "options": {"kind": "ip", "ipv6_prefix": 64}}],
 ]
+_RULES.append([
+    {"path": "$.actor", "action": "agent", "options": {"home_page": "https://fun-mooc.fr"}},
+    {"path": "$.username", "action": "learner_id", "options": {"encoding": "base32"}},
+    {"path": "$.user_id", "action": "learner_id", "options": {"encoding": "integer"}},
+    {"path": "$.event", "action": "json", "options": {"otherwise": "redact"}},
+    {"path": "$.event.answer", "action": "scrub"},
+    {"path": "$.event.text", "action": "scrub", "options": {"replace": "pseudonym"}},
+    {"path": "$.page", "action": "url"},
+    {"path": "$.referer", "action": "url", "options": {"token": "u"}},
+    {"path": "$.time", "action": "date_shift", "options": {"days": 30, "learner": "$.username"}},
+    {"path": "$.timestamp", "action": "date_shift", "options": {"days": 5, "learner": "$.actor"}},
+    {"path": "$.ip", "action": "ipv4_prefix"},
+    {"path": "$.context", "action": "keep"},
+])
 POLICIES = [Policy.from_dict({"name": f"fuzz{i}", "version": "1", "domain": f"fuzz-{i}",
                               "unmatched": unmatched, "rules": rules})
             for i, rules in enumerate(_RULES) for unmatched in ("drop", "keep", "reject")]
+POLICIES += [Policy.load(name) for name in builtin_names()]
 PLANS = [compile_plan(p, KEYS) for p in POLICIES]
 
 
