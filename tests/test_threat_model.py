@@ -205,3 +205,15 @@ def test_t11_reidentification_is_audited_without_the_token_or_the_value(tmp_path
     assert (ok["outcome"], ok["reason"], failed["outcome"]) == ("ok", "DSAR 42", "failed")
     text = Path(tmp_path / "audit.jsonl").read_text()
     assert token not in text and token.split(".")[2] not in text and "learner0" not in text
+
+
+def test_every_test_the_threat_model_names_exists() -> None:
+    """The page's 'test that shows it' column must name real tests, and every row one."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "threat-model.md").read_text()
+    rows = [line for line in page.splitlines() if re.match(r"\| T\d+ \|", line)]
+    assert len(rows) >= 11 and all("tests/" in row for row in rows)
+    for file, name in re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", page):
+        assert re.search(rf"^def {name}\(", (root / file).read_text(), re.M), f"{file}::{name}"
