@@ -3,7 +3,8 @@
 ``policy(data)`` loads a policy file's bytes (YAML, or JSON when the first byte is odd),
 compiles it with a key and runs it on a sample trace. ``anonymise_one(data)`` picks one of
 a few policies that use every action, path kind and option family, or a built-in policy,
-and feeds the rest as one JSON line through the same path the command line uses, then through the Python API.
+and feeds the rest as one JSON line through the path the command line uses, then through
+the Python API.
 Run them with atheris (``fuzz/run.py``) or hypothesis (``tests/test_fuzz.py``).
 """
 
