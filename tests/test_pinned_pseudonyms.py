@@ -84,3 +84,30 @@ def test_pinned_equivalences(keys: KeyRing, policy: Policy) -> None:
 @pytest.mark.parametrize("field", ["enc", "encobj"])
 def test_pinned_tokens_still_open(field: str, keys: KeyRing, policy: Policy) -> None:
     assert reidentify(PINNED[field], policy, keys=keys, reason="pinned test") == RECORD[field]
+
+
+TRACE_POLICY = {"name": "pinned-trace", "version": "1", "domain": DOMAIN, "rules": [
+    {"path": "$.actor", "action": "agent", "options": {"home_page": "https://fun-mooc.fr"}},
+    {"path": "$.username", "action": "learner_id"},
+    {"path": "$.user_id", "action": "learner_id", "options": {"encoding": "integer"}},
+    {"path": "$.time", "action": "date_shift", "options": {"days": 30, "learner": "$.username"}},
+    {"path": "$.text", "action": "scrub", "options": {"replace": "pseudonym"}},
+]}
+
+
+def test_pinned_trace_aware_pseudonyms(keys: KeyRing) -> None:
+    """The keyed trace-aware actions: agent, learner_id (text and integer), the per-learner
+    date shift and scrub's keyed replacement."""
+    record = {"actor": {"objectType": "Agent", "mbox": "mailto:Alice@Example.org",
+                        "name": "Alice"},
+              "username": "alice", "user_id": 42, "time": "2026-03-01T10:20:30.123456+00:00",
+              "text": "write to bob@example.net please"}
+    assert anonymise(record, Policy.from_dict(TRACE_POLICY), keys=keys) == {
+        "actor": {"objectType": "Agent",
+                  "account": {"homePage": "https://fun-mooc.fr",
+                              "name": "6hqvmfxhfdkejtt5huxzdicc37"}},
+        "username": "a4hzxu6vdysgy2bfsqif67tocg",
+        "user_id": 6663683851353947,
+        "time": "2026-03-05T10:20:30.123456+00:00",
+        "text": "write to [EMAIL:c4d248b2d31fd17f] please",
+    }
