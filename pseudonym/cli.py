@@ -2,7 +2,9 @@
 
 Exit status: 0 success; 1 the run finished but rejected records (or a check/verify
 failed); 2 bad usage, policy or key; 70 internal error; 74 input or output failed (a
-full disk, a truncated .gz); 130 interrupted (Ctrl-C, SIGTERM).
+full disk, a truncated .gz); 130 interrupted (Ctrl-C, SIGTERM). ``check`` has its own:
+0 clean, 1 errors (or the policy does not load), 2 warnings under --strict; ``diff``
+exits 1 when the policies differ.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_dpo
 from .audit import AUDIT_KEY_ENV, AuditLog, verify
 from .engine import RunStats, compile_plan, run_lines
 from .errors import PseudonymError, RecordError, StreamError
@@ -187,30 +189,6 @@ def _keygen(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- check --------------------------------------------------------------------------------
-_CHECK_TEXT = (
-    "validate a policy",
-         "Load and validate a policy file (or built-in): structure, JSONPath syntax, actions "
-         "and their options. Exit 0 when valid, 1 when not (each problem with file, line, "
-         "rule and field).",
-    "")
-
-
-def _check_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("policy", help="policy file or built-in name")
-
-
-def _check(a: argparse.Namespace) -> int:
-    try:
-        policy = Policy.load(a.policy)
-    except PseudonymError as e:
-        print(str(e), file=sys.stderr)
-        return EXIT_REJECTED
-    print(f"{policy.source}: valid: {policy.name} version {policy.version}, "
-          f"{len(policy.rules)} rules, domain {policy.domain!r}, sha256 {policy.sha256}")
-    return EXIT_OK
-
-
 # -- schema -------------------------------------------------------------------------------
 _SCHEMA_TEXT = (
     "print the JSON Schema of policy files",
@@ -238,15 +216,22 @@ _AUDIT_TEXT = (
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="audit_command", required=True, metavar="{verify}")
+    sub = p.add_subparsers(dest="audit_command", required=True, metavar="{verify,report}")
     v = sub.add_parser("verify", help="verify an audit log's chain",
                        description="Verify the hash chain of an audit log and, with the audit "
                        "key, every entry's HMAC.")
     v.add_argument("file", help="audit log (JSON lines)")
     v.add_argument("--audit-key-file", help=f"audit key (default: ${AUDIT_KEY_ENV}, if set)")
+    r = sub.add_parser("report", help="summarise an audit log for the DPO",
+                       description="Summarise an audit log: runs by policy, version and key "
+                       "id, records read/written/rejected, lookups and re-identifications "
+                       "with their reasons, and whether the chain verifies (exit 1 if not).")
+    cli_dpo.report_args(r)
 
 
 def _audit(a: argparse.Namespace) -> int:
+    if a.audit_command == "report":
+        return cli_dpo.report(a)
     result = verify(a.file, load_audit_key(a.audit_key_file))
     print(f"{a.file}: {result}", file=sys.stdout if result.ok else sys.stderr)
     return EXIT_OK if result.ok else EXIT_REJECTED
@@ -255,9 +240,14 @@ def _audit(a: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "anonymise": Command(*_ANONYMISE_TEXT, _anonymise_args, _anonymise),
     "keygen": Command(*_KEYGEN_TEXT, _keygen_args, _keygen),
-    "check": Command(*_CHECK_TEXT, _check_args, _check),
+    "check": Command(*cli_dpo.CHECK_TEXT, cli_dpo.check_args, cli_dpo.check),
     "schema": Command(*_SCHEMA_TEXT, _schema_args, _schema),
     "audit": Command(*_AUDIT_TEXT, _audit_args, _audit),
+    "explain": Command(*cli_dpo.EXPLAIN_TEXT, cli_dpo.explain_args, cli_dpo.explain),
+    "diff": Command(*cli_dpo.DIFF_TEXT, cli_dpo.diff_args, cli_dpo.diff),
+    "lookup": Command(*cli_dpo.LOOKUP_TEXT, cli_dpo.lookup_args, cli_dpo.lookup),
+    "reidentify": Command(*cli_dpo.REIDENTIFY_TEXT, cli_dpo.reidentify_args,
+                          cli_dpo.reidentify),
 }
 
 

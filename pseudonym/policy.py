@@ -95,7 +95,7 @@ class PolicyModel(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
                       description="Short name of the policy")
     version: str = Field(min_length=1, description="Version of the policy, as text (quote it)")
-    description: str | None = None
+    description: str | None = Field(None, description="What the processing is, for readers")
     controller: str | None = Field(None, description="The controller (Art. 30(1)(a))")
     dpo_contact: str | None = Field(None, description="Contact of the DPO (Art. 30(1)(a))")
     purpose: str | None = Field(None, description="Purpose of the processing (Art. 30(1)(b))")
@@ -112,7 +112,8 @@ class PolicyModel(BaseModel):
     unmatched: Literal["drop", "keep", "reject"] = Field(
         "drop", description="What happens to fields no rule names: drop (allow-list, the "
         "default), keep, or reject the record")
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list,
+                              description="What happens to each field (see Rules below)")
 
 
 class Policy:

@@ -16,8 +16,10 @@ def test_builtin_policy_is_complete(name, keys):
     m = policy.model
     assert m.unmatched == "drop"
     for field in ("description", "controller", "dpo_contact", "purpose", "legal_basis",
-                  "retention", "reidentification"):
+                  "retention"):
         assert getattr(m, field), field
+    assert m.reidentification is None, "one-way pseudonyms only: no re-identification need"
+    assert not any(policy.rules[i].action == "encrypt" for i in range(len(m.rules)))
     assert m.recipients
     for i, rule in enumerate(m.rules, 1):
         assert rule.why and len(rule.why) > 20 and "placeholder" not in rule.why, i

@@ -40,9 +40,10 @@ class ActionError(Exception):
 
 
 class Options(BaseModel):
-    """Base of every action's options: unknown options are refused."""
+    """Base of every action's options: unknown options are refused; each option's
+    docstring is its description (in the JSON Schema and the actions reference)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 ValueFn = Callable[..., Any]

@@ -23,13 +23,17 @@ _ZERO["year"] = {**_ZERO["month"], "month": 1}
 
 class GeneraliseOptions(Options):
     kind: Literal["timestamp", "ip", "number"]
+    """What the value is: an ISO 8601 or epoch timestamp, an IP address, or a number."""
     unit: Unit | None = None
     """timestamp: truncate to this unit."""
     ipv4_prefix: int = Field(24, ge=0, le=32)
+    """ip: bits of an IPv4 address kept (the rest are zeroed)."""
     ipv6_prefix: int = Field(48, ge=0, le=128)
+    """ip: bits of an IPv6 address kept (the rest are zeroed)."""
     width: float | None = Field(None, gt=0)
     """number: bucket width; the value becomes its bucket's lower bound."""
     origin: float = 0
+    """number: where the buckets of width start."""
     bounds: list[float] | None = None
     """number: ascending bucket bounds; the value becomes a label such as "18-25"."""
 

@@ -1,0 +1,179 @@
+"""Lint findings for a valid policy: what a DPO reviewer would object to, with the text
+each objection rests on (GDPR article or EDPB Guidelines 01/2025 on pseudonymisation).
+
+Errors are treatments that expose data the policy should protect (an identifier kept in
+clear, a reversible pseudonym nobody declared a need for); warnings are gaps in what the
+policy documents or rules that do not do what they seem to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .actions import REGISTRY
+from .catalogue import entries, formats_of
+from .fields import Tracer, decision_at, overlaps, reachable
+from .paths import KEY
+from .policy import Policy
+
+Severity = Literal["error", "warning"]
+EDPB = "EDPB Guidelines 01/2025 on pseudonymisation"
+
+# code -> (severity, basis)
+CODES: dict[str, tuple[Severity, str]] = {
+    "invalid": ("error", "the policy cannot be loaded, so it cannot be applied"),
+    "missing-controller": ("warning", "GDPR Art. 30(1)(a)"),
+    "missing-dpo-contact": ("warning", "GDPR Art. 30(1)(a), Art. 37(7)"),
+    "missing-purpose": ("warning", "GDPR Art. 30(1)(b), Art. 5(1)(b)"),
+    "missing-legal-basis": ("warning", "GDPR Art. 6(1), Art. 5(2)"),
+    "missing-retention": ("warning", "GDPR Art. 30(1)(f), Art. 5(1)(e)"),
+    "missing-recipients": ("warning", "GDPR Art. 30(1)(d)"),
+    "unmatched-keep": ("warning", "GDPR Art. 25(2) (data protection by default)"),
+    "identifier-kept": ("error", f"GDPR Art. 4(5), Art. 25(1); {EDPB}"),
+    "free-text-kept": ("warning", "GDPR Art. 5(1)(c) (data minimisation)"),
+    "encrypt-without-reidentification": ("error", f"GDPR Art. 5(1)(c), Art. 25(2); {EDPB}"),
+    "hash-with-reidentification": ("warning", f"GDPR Art. 25(1); {EDPB}"),
+    "rule-without-why": ("warning", "GDPR Art. 5(2) (accountability)"),
+    "overlapping-rules": ("warning", "GDPR Art. 5(2), Art. 25(1)"),
+    "unreachable-rule": ("warning", "GDPR Art. 5(2), Art. 25(1)"),
+}
+
+_HEADER = [
+    ("controller", "missing-controller", "no controller: say who the controller is"),
+    ("dpo_contact", "missing-dpo-contact", "no dpo_contact: give a way to reach the DPO"),
+    ("purpose", "missing-purpose", "no purpose: state the purpose of the processing"),
+    ("legal_basis", "missing-legal-basis", "no legal_basis: name the Art. 6(1) basis"),
+    ("retention", "missing-retention", "no retention: give the time limit for erasure"),
+    ("recipients", "missing-recipients", "no recipients: list who receives the output"),
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    rule: int | None = None
+    line: int | None = None
+    path: str | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return CODES[self.code][0]
+
+    @property
+    def basis(self) -> str:
+        return CODES[self.code][1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "severity": self.severity, "basis": self.basis}
+
+    def text(self, source: str) -> str:
+        where = source + (f":{self.line}" if self.line else "")
+        if self.rule is not None:
+            where += f": rule {self.rule}"
+        return f"{where}: {self.severity} [{self.code}]: {self.message} ({self.basis})"
+
+
+def lint(policy: Policy) -> list[Finding]:
+    """Every finding for ``policy``, errors first, then in rule order."""
+    lines = _lines(policy)
+    m = policy.model
+    out: list[Finding] = []
+
+    def add(code: str, message: str, rule: int | None = None, key: str | None = None,
+            path: str | None = None) -> None:
+        line = lines.get(rule) if rule is not None else lines.get(key or "")
+        out.append(Finding(code, message, rule, line, path))
+
+    for attr, code, message in _HEADER:
+        value = getattr(m, attr)
+        if not value or (isinstance(value, str) and not value.strip()):
+            add(code, message)
+    if m.unmatched == "keep":
+        add("unmatched-keep", "unmatched: keep lets every field no rule names through, "
+            "including identifiers added to the source later; use drop or reject",
+            key="unmatched")
+
+    tracer = Tracer(policy)
+    top = {alt[0].value for r in policy.rules if r.parsed_path.alternatives
+           for alt in r.parsed_path.alternatives if alt and alt[0].kind == KEY}
+    for e in entries(formats_of({str(t) for t in top})):
+        d = decision_at(tracer.decide(e.record()), e.loc)
+        if d is None or d.treatment != "keep":
+            continue
+        by = f"rule {d.rule} keeps it" if d.rule else "unmatched: keep keeps it"
+        if e.kind == "direct":
+            add("identifier-kept", f"{e.path} ({e.label}) is a direct identifier and {by} "
+                "as is; drop, hash or encrypt it", rule=d.rule, key="unmatched", path=e.path)
+        else:
+            add("free-text-kept", f"{e.path} ({e.label}) is free text and {by} without "
+                "scrubbing; drop it unless the purpose needs it", rule=d.rule,
+                key="unmatched", path=e.path)
+
+    reid = bool(m.reidentification and m.reidentification.strip())
+    has_encrypt = any(REGISTRY[r.action].reversible for r in policy.rules)
+    can = reachable(tracer)
+    for i, r in enumerate(policy.rules, 1):
+        if REGISTRY[r.action].reversible and not reid:
+            add("encrypt-without-reidentification", f"{r.path} is made reversible ({r.action}) but "
+                "the policy declares no need for re-identification (reidentification:); "
+                "use hash, or state who may re-identify and why", rule=i, path=r.path)
+        if r.action == "hash" and reid and not has_encrypt:
+            add("hash-with-reidentification", f"{r.path} is hashed (one-way) but the policy "
+                "declares a need for re-identification that no encrypt rule serves; use "
+                "encrypt for the fields to reverse, or remove reidentification", rule=i,
+                path=r.path)
+        if not (r.why and r.why.strip()):
+            add("rule-without-why", f"{r.path} ({r.action}) has no why: say why the field "
+                "is needed and why this treatment", rule=i, path=r.path)
+        if r.when and any(not v for v in r.when.values()):
+            add("unreachable-rule", f"{r.path}: a when condition lists no value, so the "
+                "rule never applies", rule=i, path=r.path)
+        elif can.get(i) is False:
+            add("unreachable-rule", f"{r.path} never decides any field: a rule that treats "
+                "a whole enclosing value, or an earlier or more specific rule for the same "
+                "place, always wins", rule=i, path=r.path)
+    for winner, loser, where in overlaps(tracer):
+        w, lo = policy.rules[winner - 1], policy.rules[loser - 1]
+        add("overlapping-rules", f"rules {winner} ({w.action} {w.path}) and {loser} "
+            f"({lo.action} {lo.path}) both match {where}; rule {winner} wins there",
+            rule=loser, path=lo.path)
+    return sorted(out, key=lambda f: (f.severity != "error", f.rule or 0))
+
+
+def _lines(policy: Policy) -> dict[Any, int]:
+    """Line numbers of header keys (by name) and rules (by number) in the YAML source."""
+    src = policy.source
+    try:
+        if src.startswith("builtin:"):
+            text = (resources.files("pseudonym.policies") / f"{src[8:]}.yaml").read_text("utf-8")
+        elif Path(src).suffix.lower() in (".yaml", ".yml"):
+            text = Path(src).read_text("utf-8-sig")
+        else:
+            return {}
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    out: dict[Any, int] = {}
+    if not isinstance(node, yaml.MappingNode):
+        return out
+    for k, v in node.value:
+        out[k.value] = k.start_mark.line + 1
+        if k.value == "rules" and isinstance(v, yaml.SequenceNode):
+            for i, item in enumerate(v.value, 1):
+                out[i] = item.start_mark.line + 1
+    return out
+
+
+def exit_status(findings: list[Finding], strict: bool) -> int:
+    """0 clean, 1 errors, 2 warnings only and ``strict``."""
+    if any(f.severity == "error" for f in findings):
+        return 1
+    if strict and findings:
+        return 2
+    return 0

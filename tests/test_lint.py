@@ -1,0 +1,142 @@
+"""Every lint finding, each shown by a deliberately bad policy under tests/policies/bad."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pseudonym.lint import CODES, exit_status, lint
+from pseudonym.policy import Policy
+from tests.dpo_helpers import BAD, EXAMPLE, run_cli
+
+# bad policy -> codes it must raise
+EXPECTED = {
+    "header-missing": {"missing-controller", "missing-dpo-contact", "missing-purpose",
+                       "missing-legal-basis", "missing-retention", "missing-recipients"},
+    "unmatched-keep": {"unmatched-keep", "identifier-kept", "free-text-kept"},
+    "identifier-kept": {"identifier-kept"},
+    "free-text": {"free-text-kept"},
+    "encrypt-without-reidentification": {"encrypt-without-reidentification"},
+    "hash-with-reidentification": {"hash-with-reidentification"},
+    "rule-without-why": {"rule-without-why"},
+    "overlapping-rules": {"overlapping-rules"},
+    "unreachable-rule": {"unreachable-rule"},
+}
+
+
+def codes(name: str) -> set[str]:
+    return {f.code for f in lint(Policy.load(BAD / f"{name}.yaml"))}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_bad_policy_raises_exactly_its_findings(name):
+    assert codes(name) == EXPECTED[name]
+
+
+def test_every_finding_is_covered_by_a_bad_policy():
+    covered = set().union(*EXPECTED.values()) | {"invalid"}
+    assert covered == set(CODES)
+
+
+def test_every_finding_cites_gdpr_or_edpb():
+    for code, (_, basis) in CODES.items():
+        if code != "invalid":
+            assert "GDPR Art." in basis or "EDPB Guidelines 01/2025" in basis, code
+
+
+def test_example_policy_is_clean():
+    assert lint(Policy.load(EXAMPLE)) == []
+
+
+def test_kept_identifier_names_rule_line_and_path():
+    found = [f for f in lint(Policy.load(BAD / "identifier-kept.yaml"))
+             if f.path == "$.actor.mbox"]
+    assert len(found) == 1
+    f = found[0]
+    assert (f.severity, f.rule, f.line) == ("error", 1, 12)
+    # the hashed account name is not reported: a more specific rule treats it
+    assert not [f for f in lint(Policy.load(BAD / "identifier-kept.yaml"))
+                if f.path == "$.actor.account.name"]
+
+
+def test_condition_on_object_type_protects_agent_objects():
+    base = {"name": "t", "version": "1", "domain": "d"}
+    unsafe = Policy.from_dict({**base, "rules": [{"path": "$.object", "action": "keep"}]})
+    safe = Policy.from_dict({**base, "rules": [
+        {"path": "$.object", "action": "drop", "when": {"objectType": ["Agent", "Group"]}},
+        {"path": "$.object", "action": "keep"}]})
+    assert "$.object.mbox" in {f.path for f in lint(unsafe)}
+    assert "$.object.mbox" not in {f.path for f in lint(safe)}
+
+
+def test_overlap_reports_winner():
+    [f] = [f for f in lint(Policy.load(BAD / "overlapping-rules.yaml"))
+           if f.code == "overlapping-rules"]
+    assert "rule 1 wins" in f.message and f.rule == 2
+
+
+def test_exit_status_rules():
+    warn = lint(Policy.load(BAD / "rule-without-why.yaml"))
+    err = lint(Policy.load(BAD / "identifier-kept.yaml"))
+    assert exit_status([], True) == 0
+    assert exit_status(warn, False) == 0
+    assert exit_status(warn, True) == 2
+    assert exit_status(err, False) == 1 and exit_status(err, True) == 1
+
+
+# -- the command ----------------------------------------------------------------------------
+def test_check_cli_exit_codes():
+    assert run_cli("check", str(EXAMPLE), "--strict").returncode == 0
+    assert run_cli("check", str(BAD / "rule-without-why.yaml")).returncode == 0
+    assert run_cli("check", str(BAD / "rule-without-why.yaml"), "--strict").returncode == 2
+    assert run_cli("check", str(BAD / "identifier-kept.yaml")).returncode == 1
+    r = run_cli("check", str(BAD / "invalid.yaml"))
+    assert r.returncode == 1
+    assert b"invalid.yaml:12, rule 1, field 'action'" in r.stderr
+
+
+def test_check_cli_text_cites_basis_and_place():
+    r = run_cli("check", str(BAD / "encrypt-without-reidentification.yaml"))
+    line = r.stdout.decode().splitlines()[0]
+    assert line.startswith(f"{BAD / 'encrypt-without-reidentification.yaml'}:12: rule 1: "
+                           "error [encrypt-without-reidentification]")
+    assert "Art. 25(2)" in line
+
+
+def test_check_cli_json():
+    r = run_cli("check", "--format", "json", "--strict", str(BAD / "header-missing.yaml"))
+    assert r.returncode == 2
+    out = json.loads(r.stdout)
+    assert out["valid"] and out["errors"] == 0 and out["warnings"] == 6
+    assert {f["code"] for f in out["findings"]} == EXPECTED["header-missing"]
+    assert all(f["basis"].startswith("GDPR") for f in out["findings"])
+    r = run_cli("check", "--format", "json", str(BAD / "invalid.yaml"))
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert not out["valid"] and out["findings"][0]["code"] == "invalid"
+
+
+def test_json_policy_findings_have_rules_but_no_lines(tmp_path):
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"name": "j", "version": "1", "domain": "d", "rules": [
+        {"path": "$.actor", "action": "keep", "why": "who"}]}))
+    found = lint(Policy.load(p))
+    kept = [f for f in found if f.code == "identifier-kept"]
+    assert kept and all(f.rule == 1 and f.line is None for f in kept)
+
+
+def test_rules_below_a_json_field_are_reachable():
+    """A decoding action (json) lets the rules below it apply: they are not shadowed."""
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.event", "action": "json", "why": "JSON text"},
+        {"path": "$.event.username", "action": "hash", "why": "who"},
+        {"path": "$.event.body", "action": "keep", "why": "text"}]})
+    found = {(f.code, f.rule) for f in lint(policy)}
+    assert not [c for c, _ in found if c == "unreachable-rule"]
+    assert ("free-text-kept", 3) in found
+    # the same rules under a value-replacing action are shadowed
+    shadowed = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.event", "action": "redact", "why": "gone"},
+        {"path": "$.event.body", "action": "keep", "why": "text"}]})
+    assert ("unreachable-rule", 2) in {(f.code, f.rule) for f in lint(shadowed)}
