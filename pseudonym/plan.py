@@ -15,6 +15,8 @@ Meaning of overlapping rules, the same everywhere:
 4. A field no rule decides follows the nearest enclosing ``keep``/``drop``, or the
    policy's ``unmatched`` at top level.
 5. An object or array that held something and is left empty by the policy is removed.
+   One that was empty already is a value like any other: kept only if a ``keep``
+   decides it (so a key taken from the record cannot ride out on an empty value).
 
 Two additions serve learning traces (both cost nothing when a policy does not use them):
 
