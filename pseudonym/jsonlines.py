@@ -142,10 +142,14 @@ class AtomicOutput:
         directory = self.path.parent if str(self.path.parent) else Path(".")
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
                                          dir=directory)
-        raw = os.fdopen(fd, "wb")
-        self.stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
-                                    mtime=0) if self.path.suffix == ".gz" else raw
-        self._raw = raw
+        self._raw = self.stream = os.fdopen(fd, "wb")
+        try:
+            if self.path.suffix == ".gz":
+                self.stream = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
+                                            compresslevel=6, mtime=0)
+        except BaseException:  # Ctrl-C here too must not leave the temporary file
+            self.__exit__()
+            raise
         return self
 
     def commit(self) -> None:
