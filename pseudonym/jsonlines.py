@@ -10,8 +10,9 @@ Edge cases of JSON, decided once for every entry point:
 
 - Integers beyond 64 bits are kept exactly (orjson would turn them into floats: any run
   of 19 digits sends the line to the standard library parser).
-- ``NaN``, ``Infinity`` and numbers that overflow a double (``1e400``) are not JSON: the
-  record is rejected (``not-json-number``).
+- ``NaN``, ``Infinity``, numbers that overflow a double (``1e400``) and integers of more
+  than 4,300 digits (Python's limit) are refused: the record is rejected
+  (``not-json-number``).
 - Duplicate keys: the last value wins, as in orjson, Python, JavaScript and Ralph. The
   output is written from the parsed object, so it never holds the discarded value.
 - Nesting deeper than the parsers or the plan can follow (about 1,000 levels) rejects
@@ -62,6 +63,13 @@ def _finite(text: str) -> float:
     return x
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # beyond Python's 4,300-digit limit on reading integers
+        raise _NotJsonNumber("integer") from None
+
+
 def loads(raw: bytes) -> Any:
     """Parse one JSON text; raise RecordError naming the kind of problem, never the text."""
     if _LONG_RUN not in raw.translate(_DIGITS):
@@ -74,12 +82,13 @@ def loads(raw: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise RecordError("invalid-utf8", f"not UTF-8 (bad byte at offset {e.start})") from None
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite,
+                          parse_int=_int)
     except RecursionError:
         raise RecordError("too-deep", "the record is nested too deeply") from None
     except _NotJsonNumber:
-        raise RecordError("not-json-number", "NaN, Infinity or a number too large for a "
-                          "double is not a JSON number") from None
+        raise RecordError("not-json-number", "NaN, Infinity, or a number out of range "
+                          "(beyond a double, or an integer of more than 4,300 digits)") from None
     except ValueError as e:
         where = f" at column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
         raise RecordError("invalid-json", f"not valid JSON{where}") from None
