@@ -179,7 +179,13 @@ class Policy:
                                              source, _node))
         if problems:
             raise _combined(problems)
-        return cls(model, source)
+        policy = cls(model, source)
+        try:
+            policy.sha256  # noqa: B018 - computed now, so that a run never fails on it
+        except (ValueError, RecursionError):
+            raise PolicyError("a value in the policy is nested too deeply",
+                              source=source) from None
+        return policy
 
     # -- what the rest of the library reads ---------------------------------------------
     @property
@@ -283,6 +289,8 @@ def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
         mark = e.problem_mark or e.context_mark
         raise PolicyError(f"not valid YAML: {e.problem or e.context}", source=source,
                           line=mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise PolicyError("nested too deeply", source=source) from None
     except yaml.reader.ReaderError as e:
         raise PolicyError(f"not valid YAML: character U+{e.character:04X} is not allowed",
                           source=source, line=text.count("\n", 0, e.position) + 1) from None

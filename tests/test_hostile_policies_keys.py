@@ -186,3 +186,18 @@ def test_key_file_missing_or_not_text(tmp_path, policy_file):
     kf.chmod(0o600)
     r = run_cli("anonymise", "-p", str(policy_file), "--key-file", str(kf))
     assert r.returncode == 2 and "key file is not UTF-8 text" in r.stderr
+
+
+@pytest.mark.parametrize("text,name", [
+    ("[" * 5000, "policy.yaml"),
+    ("- " * 5000 + "1\n", "policy.yaml"),
+    ('{"a":' * 5000, "policy.json"),
+    (HEADER + "rules:\n  - {path: $.a, action: redact, options: {value: "
+     + "[" * 300 + "]" * 300 + "}}\n", "policy.yaml"),
+])
+def test_deeply_nested_policy_is_a_policy_error(tmp_path, text, name):
+    """Found by hand after fuzzing: PyYAML's composer and pydantic's serialiser raised
+    RecursionError / ValueError, which escaped as internal errors (or, for the policy
+    fingerprint, only when the run started)."""
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        load(tmp_path, text, name)
