@@ -160,3 +160,14 @@ def test_complete_run_publishes_atomically(work):
     assert len((work / "out.jsonl").read_bytes().splitlines()) == 50_000
     assert not list(work.glob(".out.jsonl.*"))
     assert only_entry(work)["status"] == "completed"
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000 + b"\n", b"\xff\xfe\n", b"\x00" * 10,
+                                     b'{"prev": 1}\n'], ids=["deep", "binary", "nul", "type"])
+def test_audit_verify_on_a_hostile_file(tmp_path, content):
+    """Regression (found by hand): a deeply nested line made `audit verify` crash with
+    an internal error instead of naming the broken entry."""
+    (tmp_path / "audit.jsonl").write_bytes(content)
+    r = subprocess.run([sys.executable, "-m", "pseudonym", "audit", "verify",
+                        str(tmp_path / "audit.jsonl")], capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"broken at entry 1" in r.stderr and b"Traceback" not in r.stderr
