@@ -184,6 +184,10 @@ def anonymise(data: Any, policy: Policy, *, keys: KeyRing | None = None,
     that cannot be fully processed raises ``RecordError`` (its 1-based position and the
     reason, never its content) or, with ``on_error="skip"``, is left out and counted.
     With ``audit``, the run is appended to the audit log when it ends.
+
+    The input is never changed. Values kept as they are (whole objects and arrays under
+    ``keep``) are shared between input and output, not copied, for speed: copy the
+    output (``copy.deepcopy``) before changing it in place if the input must stay intact.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError("on_error must be 'raise' or 'skip'")
