@@ -186,7 +186,7 @@ def verify(path: str | os.PathLike[str], key: MasterKey | None = None) -> Verifi
             return Verification(False, n - 1, n, "the last entry is incomplete")
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return Verification(False, n - 1, n, "not a JSON entry")
         if not isinstance(entry, dict):
             return Verification(False, n - 1, n, "not a JSON object")

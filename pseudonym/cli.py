@@ -1,9 +1,10 @@
 """The ``pseudonym`` command line. Errors are one line on stderr, never a traceback.
 
 Exit status: 0 success; 1 the run finished but rejected records (or a check/verify
-failed); 2 bad usage, policy or key; 70 internal error; 130 interrupted. ``check`` has
-its own: 0 clean, 1 errors (or the policy does not load), 2 warnings under --strict;
-``diff`` exits 1 when the policies differ.
+failed); 2 bad usage, policy or key; 70 internal error; 74 input or output failed (a
+full disk, a truncated .gz); 130 interrupted (Ctrl-C, SIGTERM). ``check`` has its own:
+0 clean, 1 errors (or the policy does not load), 2 warnings under --strict; ``diff``
+exits 1 when the policies differ.
 """
 
 from __future__ import annotations
@@ -11,23 +12,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from . import __version__, cli_dpo
 from .audit import AUDIT_KEY_ENV, AuditLog, verify
 from .engine import RunStats, compile_plan, run_block
-from .errors import PseudonymError, RecordError
+from .errors import PseudonymError, RecordError, StreamError
 from .jsonlines import AtomicOutput, open_input
-from .keys import ENV_VAR, KeyRing, MasterKey
+from .keys import ENV_VAR, KeyFileWarning, KeyRing, MasterKey
 from .parallel import WorkerSpec, file_ranges, iter_blocks, run_parallel, stream_blocks
 from .policy import Policy, builtin_names, json_schema
 from .progress import Progress
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+T = TypeVar("T")
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERNAL, EXIT_IO, EXIT_INTERRUPTED = 0, 1, 2, 70, 74, 130
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,12 @@ def err(message: str) -> None:
 
 def load_keys(key_file: str | None, required: bool = False) -> KeyRing | None:
     if key_file:
-        return KeyRing.from_file(key_file)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KeyFileWarning)
+            ring = KeyRing.from_file(key_file)
+        for w in caught:
+            err(f"warning: {w.message}")
+        return ring
     if os.environ.get(ENV_VAR, "").strip() or required:
         return KeyRing.from_env()
     return None
@@ -124,7 +136,8 @@ def _anonymise(a: argparse.Namespace) -> int:
         if shown <= a.max_errors:
             if progress is not None:
                 progress.clear()
-            err(f"line {e.position}: rejected: {e.kind}: {e.reason}")
+            rule = f" (rule {e.rule})" if e.rule is not None else ""
+            err(f"line {e.position}: rejected: {e.kind}{rule}: {e.reason}")
 
     def advance(s: RunStats) -> None:
         if progress is not None:
@@ -132,25 +145,40 @@ def _anonymise(a: argparse.Namespace) -> int:
 
     status = "failed"
     try:
-        with open_input(a.input) as src, AtomicOutput(a.output,
-                                                      precompressed=a.workers > 1) as out:
-            write = out.stream.write
-            if a.workers > 1:
-                spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
-                                  tuple(keys.key_ids) if keys is not None else None, out.gzip)
-                tasks = (file_ranges(a.input) if _regular_file(a.input)
-                         else stream_blocks(src))
-                run_parallel(plan, spec, tasks, a.workers, write, stats, report, advance)
-            else:
-                live = out.path is None
-                for first_line, block in iter_blocks(src):
-                    write(run_block(plan, block, stats, first_line, report))
-                    if live:
-                        out.stream.flush()
-                    advance(stats)
-            out.commit()
+        try:
+            src = open_input(a.input)
+        except OSError as e:
+            raise StreamError(f"{a.input}: cannot read input ({e.strerror})") from None
+        try:
+            with src, AtomicOutput(a.output, precompressed=a.workers > 1) as out:
+                write = out.stream.write
+                if a.workers > 1:
+                    spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
+                                      tuple(keys.key_ids) if keys is not None else None,
+                                      out.gzip)
+                    tasks = (file_ranges(a.input) if _regular_file(a.input)
+                             else stream_blocks(src))
+                    run_parallel(plan, spec, _read(tasks, a.input), a.workers, write, stats,
+                                 report, advance)
+                else:
+                    live = out.path is None
+                    for first_line, block in _read(iter_blocks(src), a.input):
+                        write(run_block(plan, block, stats, first_line, report))
+                        if live:
+                            out.stream.flush()
+                        advance(stats)
+                out.commit()
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # input errors are StreamErrors already: this is the output
+            if a.output in (None, "-"):
+                _quiet_stdout()
+                raise StreamError(f"standard output: cannot write ({e.strerror}); the "
+                                  "output is incomplete") from None
+            raise StreamError(f"{a.output}: cannot write output ({e.strerror}); no output "
+                              "file was published") from None
         status = "completed"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         status = "interrupted"
         raise
     finally:
@@ -167,6 +195,17 @@ def _anonymise(a: argparse.Namespace) -> int:
 def _regular_file(path: str) -> bool:
     """Uncompressed and seekable: workers can read their share of it themselves."""
     return path != "-" and not path.endswith(".gz") and os.path.isfile(path)
+
+
+def _read(items: Iterator[T], name: str) -> Iterator[T]:
+    """The input's blocks; a read failure (I/O, corrupt or truncated .gz) is a StreamError."""
+    try:
+        yield from items
+    except (OSError, EOFError, zlib.error) as e:
+        why = getattr(e, "strerror", None) or ("truncated" if isinstance(e, EOFError)
+                                                 else "corrupt compressed data")
+        raise StreamError(f"{'standard input' if name == '-' else name}: cannot read input "
+                          f"({why})") from None
 
 
 # -- keygen -------------------------------------------------------------------------------
@@ -281,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
+    except StreamError as e:
+        err(str(e))
+        return EXIT_IO
     except PseudonymError as e:
         err(str(e))
         return EXIT_USAGE
@@ -306,5 +348,10 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def entry() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())

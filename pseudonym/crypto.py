@@ -43,18 +43,47 @@ def _info(purpose: str, domain: str) -> bytes:
     return purpose.encode() + b"\x00" + domain.encode("utf-8")
 
 
+def hash_key(master: bytes, domain: str) -> bytes:
+    """The HMAC key ``Hasher`` uses for a domain (32 bytes)."""
+    return hkdf(master, _info("hash", domain))
+
+
+def siv_key(master: bytes, domain: str) -> bytes:
+    """The AES-SIV key ``Cipher`` uses for a domain (64 bytes: AES-256-SIV)."""
+    return hkdf(master, _info("siv", domain), length=64)
+
+
+class SIV:
+    """AES-SIV (RFC 5297) under a raw key: the primitive ``Cipher`` seals with.
+
+    Public so that known-answer tests run the very code path tokens are made by.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESSIV(key)
+
+    def encrypt(self, plaintext: bytes, associated_data: list[bytes]) -> bytes:
+        """The synthetic IV followed by the ciphertext (RFC 5297 output ``V || C``)."""
+        return self._aead.encrypt(plaintext, associated_data)
+
+    def decrypt(self, data: bytes, associated_data: list[bytes]) -> bytes:
+        return self._aead.decrypt(data, associated_data)
+
+
 class Hasher:
     """Keyed one-way pseudonyms for one domain: HMAC-SHA-256 under an HKDF-derived key."""
 
     __slots__ = ("_key", "domain", "key_id")
 
     def __init__(self, master: bytes, key_id: str, domain: str) -> None:
-        self._key = hkdf(master, _info("hash", domain))
+        self._key = hash_key(master, domain)
         self.key_id = key_id
         self.domain = domain
 
     def digest(self, message: bytes) -> bytes:
-        return hmac.digest(self._key, message, "sha256")
+        return hmac_sha256(self._key, message)
 
     def __repr__(self) -> str:
         return f"Hasher(key_id={self.key_id!r}, domain={self.domain!r})"
@@ -71,7 +100,7 @@ class Cipher:
     __slots__ = ("_ad", "_siv", "domain", "key_id")
 
     def __init__(self, master: bytes, key_id: str, domain: str) -> None:
-        self._siv = AESSIV(hkdf(master, _info("siv", domain), length=64))
+        self._siv = SIV(siv_key(master, domain))
         self.key_id = key_id
         self.domain = domain
         self._ad = [domain.encode("utf-8")]

@@ -152,7 +152,11 @@ def _cli_reference(commands: dict, make_parser: Any) -> str:
              "| 2 | bad usage, policy or key; `check --strict`: warnings (and no error) |",
              "| 70 | internal error (no traceback, which might quote a value; set "
              "`PSEUDONYM_DEBUG=1` for one) |",
-             "| 130 | interrupted; no output file was published |", "",
+             "| 74 | input or output failed (a full disk, a truncated or corrupt `.gz`, a "
+             "missing input file); no output file was published |",
+             "| 130 | interrupted (Ctrl-C or `SIGTERM`); no output file was published |", "",
+             "When the reader of standard output goes away (`pseudonym anonymise ... | head`), "
+             "the run stops quietly with status 0 and its audit entry says `interrupted`.", "",
              "Errors are one line on standard error, naming the place (file, line, rule, "
              "record number), never a value from a trace or a key.", ""]
     subs = _sub_parsers(top)

@@ -78,6 +78,8 @@ class Plan:
         """The treated copy of one record; raises RecordError (without a position)."""
         if type(record) is not dict:
             raise RecordError("not-an-object", "a record must be a JSON object")
+        if not record:  # no field, so none unmatched (with no rule, $ itself is a leaf)
+            return {}
         try:
             rec = RecordContext(record, self.gather(record)) if self.record_aware else None
             out = walk(self.tree.root_for(record), record, self.mode, hits, rec)
@@ -188,6 +190,10 @@ def anonymise(data: Any, policy: Policy, *, keys: KeyRing | None = None,
     that cannot be fully processed raises ``RecordError`` (its 1-based position and the
     reason, never its content) or, with ``on_error="skip"``, is left out and counted.
     With ``audit``, the run is appended to the audit log when it ends.
+
+    The input is never changed. Values kept as they are (whole objects and arrays under
+    ``keep``) are shared between input and output, not copied, for speed: copy the
+    output (``copy.deepcopy``) before changing it in place if the input must stay intact.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError("on_error must be 'raise' or 'skip'")

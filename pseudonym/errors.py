@@ -75,5 +75,9 @@ def _record_error(cls: type[RecordError], kind: str, reason: str, position: int 
     return cls(kind, reason, position=position, rule=rule)
 
 
+class StreamError(PseudonymError):
+    """Reading the input or writing the output failed (a full disk, a truncated file)."""
+
+
 class AuditError(PseudonymError):
     """The audit log cannot be written or read."""

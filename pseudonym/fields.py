@@ -115,8 +115,8 @@ class Tracer:
     def _inside(self, node: Node, value: Any, mode: int, by: int | None, loc: Loc,
                 out: dict[Loc, Decision]) -> None:
         items: Any = ()
-        if type(value) in (dict, list) and not value and not node.leaf:
-            out[loc] = Decision("keep", None)  # the engine passes an empty container through
+        if not loc and type(value) is dict and not value:
+            out[loc] = Decision("keep", None)  # an empty record has no field to decide
             return
         if type(value) is dict and value:
             items = [(k, v, node.keys.get(k, node.any)) for k, v in value.items()]

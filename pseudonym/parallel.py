@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from .engine import Plan, RunStats, compile_plan, run_block
-from .errors import PseudonymError, RecordError
+from .errors import PseudonymError, RecordError, StreamError
 from .jsonlines import BOM
 from .keys import KeyRing
 from .policy import Policy
@@ -149,12 +149,15 @@ def _work(block: bytes | None, path: str | None = None, start: int = 0, end: int
     assert _plan is not None and _spec is not None
     if block is None:
         assert path is not None
-        fd = _files.get(path)
-        if fd is None:
-            fd = _files[path] = os.open(path, os.O_RDONLY)
-        block = os.pread(fd, end - start, start)
+        try:
+            fd = _files.get(path)
+            if fd is None:
+                fd = _files[path] = os.open(path, os.O_RDONLY)
+            block = os.pread(fd, end - start, start)
+        except OSError as e:
+            raise StreamError(f"{path}: cannot read input ({e.strerror})") from None
         if len(block) != end - start:
-            raise PseudonymError("the input file shrank during the run")
+            raise StreamError(f"{path}: the input file shrank during the run")
     rejected: list[RecordError] = []
     stats = RunStats()
     out = run_block(_plan, block, stats, 1, rejected.append)

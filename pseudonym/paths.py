@@ -90,6 +90,15 @@ def _named(e: Any) -> int:
     return 0
 
 
+def field_names(e: Any) -> set[str]:
+    """The field names a path's text writes (not those inside filters)."""
+    if isinstance(e, (jp.Child, jp.Descendants)):
+        return field_names(e.left) | field_names(e.right)
+    if type(e) is jp.Fields:
+        return {f for f in e.fields if f != "*"}
+    return set()
+
+
 def concrete_steps(full_path: Any) -> tuple[Step, ...]:
     """The steps of a location jsonpath-ng found (its ``full_path``)."""
     out: list[Step] = []

@@ -15,6 +15,8 @@ Meaning of overlapping rules, the same everywhere:
 4. A field no rule decides follows the nearest enclosing ``keep``/``drop``, or the
    policy's ``unmatched`` at top level.
 5. An object or array that held something and is left empty by the policy is removed.
+   One that was empty already is a value like any other: kept only if a ``keep``
+   decides it (so a key taken from the record cannot ride out on an empty value).
 
 Two additions serve learning traces (both cost nothing when a policy does not use them):
 
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from .actions import REMOVE, Action, ActionError
 from .errors import RecordError
-from .paths import ANY, DESCEND, INDEX, KEY, Step, concrete_steps, shape_step
+from .paths import ANY, DESCEND, INDEX, KEY, Step, concrete_steps, field_names, shape_step
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -103,8 +105,14 @@ class Node:
 
 
 
-def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]]) -> Node:
-    """Subset construction over the rules' step sequences."""
+def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]],
+               public: frozenset[str] | None = None) -> Node:
+    """Subset construction over the rules' step sequences.
+
+    ``public``: the field names the policy itself writes. Steps found in a record by a
+    dynamic rule may hold other keys (an e-mail address used as a key): the path shapes
+    that reach the audit log show those as ``[*]``, never the key.
+    """
     memo: dict[tuple[frozenset[tuple[int, int]], str], Node] = {}
 
     def closure(states: set[tuple[int, int]]) -> frozenset[tuple[int, int]]:
@@ -144,6 +152,8 @@ def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]]) -> Node:
         def child_shape(step: Step) -> str:
             if in_descent:
                 return shape if shape.endswith("..") else shape + ".."
+            if public is not None and step.kind == KEY and step.value not in public:
+                return shape + "[*]"
             return shape + shape_step(step)
 
         for s in pending:
@@ -246,7 +256,9 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
                 r = walk(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     out[k] = r
-        return out if out or not value else REMOVE
+        if out:
+            return out
+        return REMOVE if value else _whole(node, value, mode, hits)  # empty: as a leaf
     if t is list:
         outl = []
         indices, anyc = node.indices, node.any
@@ -262,7 +274,9 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
                 r = walk(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     outl.append(r)
-        return outl if outl or not value else REMOVE
+        if outl:
+            return outl
+        return REMOVE if value else _whole(node, value, mode, hits)
     return _whole(node, value, mode, hits)
 
 
@@ -300,6 +314,8 @@ class Tree:
     def __init__(self, rules: list[CompiledRule], cache_size: int = 256) -> None:
         self.static = [(r, alt) for r in rules if r.alternatives for alt in r.alternatives]
         self.dynamic = [r for r in rules if r.alternatives is None]
+        self.public = frozenset({s.value for _, alt in self.static for s in alt if s.kind == KEY}
+                                | {k for r in self.dynamic for k in field_names(r.expr)})
         self.root = build_tree(self.static)
         self._cache: OrderedDict[frozenset, Node] = OrderedDict()
         self._cache_size = cache_size
@@ -311,7 +327,10 @@ class Tree:
         for r in self.dynamic:
             for m in r.expr.find(record):
                 try:
-                    found.add((r.number, concrete_steps(m.full_path)))
+                    steps = concrete_steps(m.full_path)
+                    if any(s.kind == INDEX and s.value < 0 for s in steps):  # type: ignore[operator]
+                        steps = _from_the_start(record, steps)
+                    found.add((r.number, steps))
                 except ValueError:
                     raise RecordError("path-failed", f"rule path {r.path} found a location "
                                       "it cannot name", rule=r.number) from None
@@ -322,10 +341,24 @@ class Tree:
         if node is None:
             by_number = {r.number: r for r in self.dynamic}
             extra = [(by_number[n], steps) for n, steps in sorted(key, key=repr)]
-            node = build_tree(self.static + extra)
+            node = build_tree(self.static + extra, self.public)
             self._cache[key] = node
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
         return node
+
+
+def _from_the_start(record: Any, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """Negative indices (``[-1]``) counted from the start, as the walk looks them up."""
+    out, cur = [], record
+    for s in steps:
+        if s.kind == INDEX and type(cur) is list:
+            i = s.value + len(cur) if s.value < 0 else s.value  # type: ignore[operator]
+            out.append(Step(INDEX, i))
+            cur = cur[i] if 0 <= i < len(cur) else None
+        else:
+            out.append(s)
+            cur = cur.get(s.value) if s.kind == KEY and type(cur) is dict else None
+    return tuple(out)

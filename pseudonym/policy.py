@@ -154,6 +154,8 @@ class Policy:
             data, node = _load_json(text, source), None
         else:
             data, node = _load_yaml(text, source)
+        if data is None:
+            raise PolicyError("the policy is empty", source=source)
         return cls.from_dict(data, source=source, _node=node)
 
     @classmethod
@@ -177,7 +179,13 @@ class Policy:
                                              source, _node))
         if problems:
             raise _combined(problems)
-        return cls(model, source)
+        policy = cls(model, source)
+        try:
+            policy.sha256  # noqa: B018 - computed now, so that a run never fails on it
+        except (ValueError, RecursionError):
+            raise PolicyError("a value in the policy is nested too deeply",
+                              source=source) from None
+        return policy
 
     # -- what the rest of the library reads ---------------------------------------------
     @property
@@ -269,9 +277,10 @@ class _Loader(yaml.SafeLoader):
 
 
 def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
-    loader = _Loader(text)
-    loader.source = source
+    loader = None
     try:
+        loader = _Loader(text)  # reads the whole text: refuses control characters here
+        loader.source = source
         node = loader.get_single_node()
         if node is None:
             raise PolicyError("the policy is empty", source=source)
@@ -280,10 +289,16 @@ def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
         mark = e.problem_mark or e.context_mark
         raise PolicyError(f"not valid YAML: {e.problem or e.context}", source=source,
                           line=mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise PolicyError("nested too deeply", source=source) from None
+    except yaml.reader.ReaderError as e:
+        raise PolicyError(f"not valid YAML: character U+{e.character:04X} is not allowed",
+                          source=source, line=text.count("\n", 0, e.position) + 1) from None
     except yaml.YAMLError as e:
         raise PolicyError(f"not valid YAML ({type(e).__name__})", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _load_json(text: str, source: str) -> Any:

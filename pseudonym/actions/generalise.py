@@ -76,8 +76,11 @@ def _timestamp(unit: str):
             if value.endswith(("Z", "z")) and text.endswith("+00:00"):
                 text = text[:-6] + "Z"
             return text
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            dt = datetime.fromtimestamp(value, UTC).replace(**zero)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                dt = datetime.fromtimestamp(value, UTC).replace(**zero)
+            except (OverflowError, OSError, ValueError):
+                raise ActionError("epoch seconds out of the range of dates") from None
             return int(dt.timestamp())
         raise ActionError("value is not a timestamp (ISO 8601 text or epoch seconds)")
 
@@ -104,7 +107,11 @@ def _number(width: float | None, origin: float, bounds: list[float] | None):
     def check(value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ActionError("value is not a number")
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond a double: finite, and too large
+            raise ActionError("number too large to generalise") from None
+        if not finite:
             raise ActionError("value is not a finite number")
         return True
 
@@ -113,7 +120,10 @@ def _number(width: float | None, origin: float, bounds: list[float] | None):
             if value is None:
                 return None
             check(value)
-            return _num(math.floor((value - origin) / width) * width + origin)
+            try:
+                return _num(math.floor((value - origin) / width) * width + origin)
+            except (OverflowError, ValueError):  # beyond a double, or an infinite bucket
+                raise ActionError("number too large to bucket") from None
         return by_width
 
     edges = [_num(b) for b in bounds or []]

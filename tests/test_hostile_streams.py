@@ -1,0 +1,173 @@
+"""Streams that break under the command: a closed pipe, a full disk, an interruption, a
+truncated input. Output goes to a temporary file renamed only when the run is complete,
+so a broken run never publishes a file; the audit log says how the run ended."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pseudonym import MasterKey
+from pseudonym.audit import read_entries, verify
+
+KEY = MasterKey.generate()
+POLICY = """\
+name: streams
+version: "1"
+domain: stream-tests
+rules:
+  - {path: $.n, action: keep}
+  - {path: $.who, action: hash}
+"""
+
+
+@pytest.fixture()
+def work(tmp_path: Path) -> Path:
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    lines = (json.dumps({"n": i, "who": f"learner-{i}", "pad": "x" * 100}) for i in range(50_000))
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def cmd(work: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pseudonym", "anonymise", "-p", str(work / "policy.yaml"),
+            "-a", str(work / "audit.jsonl"), *extra]
+
+
+ENV = {**os.environ, "PSEUDONYM_KEY": KEY.text}
+
+
+def only_entry(work: Path) -> dict:
+    assert verify(work / "audit.jsonl").ok
+    entries = read_entries(work / "audit.jsonl")
+    assert len(entries) == 1
+    return entries[0]
+
+
+def assert_nothing_published(work: Path) -> None:
+    assert not (work / "out.jsonl").exists()
+    assert not list(work.glob(".out.jsonl.*")), "a temporary file was left behind"
+
+
+def test_closed_pipe_downstream_exits_cleanly(work):
+    """`pseudonym anonymise ... | head -1`: no traceback, no 'Exception ignored' noise."""
+    r = subprocess.run(" ".join(cmd(work, "-i", str(work / "in.jsonl"))) + " | head -1",
+                       shell=True, capture_output=True, env=ENV, timeout=60,
+                       executable="/bin/bash")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["n"] == 0
+    assert r.stderr == b""
+    p = subprocess.Popen(cmd(work, "-i", str(work / "in.jsonl")), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=ENV)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(60) == 0
+    assert p.stderr.read() == b""
+    entries = read_entries(work / "audit.jsonl")
+    assert [e["status"] for e in entries] == ["interrupted", "interrupted"]
+    assert all(e["records"]["written"] < 50_000 for e in entries)
+
+
+def test_full_disk_on_standard_output(work):
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl")), stdout=full,
+                           stderr=subprocess.PIPE, env=ENV, timeout=60)
+    assert r.returncode == 74
+    assert r.stderr == (b"pseudonym: standard output: cannot write (No space left on device); "
+                        b"the output is incomplete\n")
+    assert only_entry(work)["status"] == "failed"
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.jsonl.gz"])
+def test_full_disk_on_an_output_file_publishes_nothing(work, name):
+    """The file system fills up (simulated with a file size limit, which fails writes
+    the same way) : the temporary file is removed and an older output stays as it was."""
+    out = work / name
+    out.write_bytes(b"previous complete output\n")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", str(out)),
+                       capture_output=True, env=ENV, timeout=60, preexec_fn=limit)
+    assert r.returncode == 74, r.stderr
+    assert r.stderr == (f"pseudonym: {out}: cannot write output (File too large); no output "
+                        "file was published\n").encode()
+    assert out.read_bytes() == b"previous complete output\n"
+    assert not list(work.glob(f".{name}.*"))
+    assert only_entry(work)["status"] == "failed"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_publishes_nothing_and_is_audited(work, sig):
+    out = work / "out.jsonl"
+    p = subprocess.Popen(cmd(work, "-o", str(out)), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    assert p.stdin is not None
+    p.stdin.write(b"".join(json.dumps({"n": i, "who": "x"}).encode() + b"\n"
+                           for i in range(1000)))
+    p.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not list(work.glob(".out.jsonl.*")):  # the run has started writing
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.2)
+    p.send_signal(sig)
+    _, stderr = p.communicate(timeout=30)
+    assert p.returncode == 130
+    assert stderr == b"pseudonym: interrupted; no output file was published\n"
+    assert_nothing_published(work)
+    entry = only_entry(work)
+    assert entry["status"] == "interrupted"
+    assert entry["records"]["written"] == entry["records"]["read"] <= 1000
+
+
+def test_truncated_gzip_input_fails_clearly_and_publishes_nothing(work):
+    data = gzip.compress((work / "in.jsonl").read_bytes())
+    (work / "in.jsonl.gz").write_bytes(data[: len(data) // 2])
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl.gz"), "-o", str(work / "out.jsonl")),
+                       capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 74
+    gz = work / "in.jsonl.gz"
+    assert r.stderr == f"pseudonym: {gz}: cannot read input (truncated)\n".encode()
+    assert_nothing_published(work)
+    assert only_entry(work)["status"] == "failed"
+
+
+def test_missing_input_file(work):
+    r = subprocess.run(cmd(work, "-i", str(work / "nope.jsonl"), "-o", str(work / "out.jsonl")),
+                       capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 74
+    assert b"nope.jsonl: cannot read input (No such file or directory)" in r.stderr
+    assert_nothing_published(work)
+
+
+def test_complete_run_publishes_atomically(work):
+    """The counterpart: a complete run renames its temporary file into place."""
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", str(work / "out.jsonl")),
+                       capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 0 and r.stderr == b""
+    assert len((work / "out.jsonl").read_bytes().splitlines()) == 50_000
+    assert not list(work.glob(".out.jsonl.*"))
+    assert only_entry(work)["status"] == "completed"
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000 + b"\n", b"\xff\xfe\n", b"\x00" * 10,
+                                     b'{"prev": 1}\n'], ids=["deep", "binary", "nul", "type"])
+def test_audit_verify_on_a_hostile_file(tmp_path, content):
+    """Regression (found by hand): a deeply nested line made `audit verify` crash with
+    an internal error instead of naming the broken entry."""
+    (tmp_path / "audit.jsonl").write_bytes(content)
+    r = subprocess.run([sys.executable, "-m", "pseudonym", "audit", "verify",
+                        str(tmp_path / "audit.jsonl")], capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"broken at entry 1" in r.stderr and b"Traceback" not in r.stderr
