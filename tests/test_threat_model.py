@@ -151,7 +151,7 @@ def test_t7_internal_errors_carry_no_value(monkeypatch, capsys, tmp_path):
     def boom(*args, **kwargs):
         raise RuntimeError("alice@example.org")
 
-    monkeypatch.setattr(cli, "run_lines", boom)
+    monkeypatch.setattr(cli, "run_block", boom)
     monkeypatch.setenv("PSEUDONYM_KEY", KEYS.active.text)
     monkeypatch.delenv("PSEUDONYM_DEBUG", raising=False)
     (tmp_path / "p.json").write_text(json.dumps(policy().model.model_dump(mode="json")))
