@@ -144,6 +144,13 @@ def _anonymise(a: argparse.Namespace) -> int:
             progress.update(s.read, s.rejected)
 
     status = "failed"
+
+    def completed() -> None:
+        nonlocal status
+        status = "completed"
+        if run is not None:
+            run.finish(stats, status)
+
     try:
         try:
             src = open_input(a.input)
@@ -167,7 +174,7 @@ def _anonymise(a: argparse.Namespace) -> int:
                         if live:
                             out.stream.flush()
                         advance(stats)
-                out.commit()
+                out.commit(before_publish=completed)
         except BrokenPipeError:
             raise
         except OSError as e:  # input errors are StreamErrors already: this is the output
@@ -177,7 +184,6 @@ def _anonymise(a: argparse.Namespace) -> int:
                                   "output is incomplete") from None
             raise StreamError(f"{a.output}: cannot write output ({e.strerror}); no output "
                               "file was published") from None
-        status = "completed"
     except (KeyboardInterrupt, BrokenPipeError):
         status = "interrupted"
         raise

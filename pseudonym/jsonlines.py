@@ -30,7 +30,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
@@ -168,17 +168,21 @@ class AtomicOutput:
             raise
         return self
 
-    def commit(self) -> None:
+    def commit(self, before_publish: Callable[[], Any] | None = None) -> None:
+        """Flush everything to disk, call ``before_publish`` (the run's audit entry, so that
+        no output is ever published without one), then publish by renaming."""
         self.stream.flush()
-        if self.path is None:
-            return
-        if self.stream is not self._raw:
-            self.stream.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
-        os.replace(self._tmp, self.path)  # type: ignore[arg-type]
-        self._tmp = None
+        if self.path is not None:
+            if self.stream is not self._raw:
+                self.stream.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+        if before_publish is not None:
+            before_publish()
+        if self.path is not None:
+            os.replace(self._tmp, self.path)  # type: ignore[arg-type]
+            self._tmp = None
 
     def __exit__(self, *exc: Any) -> None:
         if self._tmp is not None:

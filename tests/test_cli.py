@@ -134,3 +134,20 @@ def test_audit_verify_names_first_broken_entry(tmp_path):
 def test_help(cmd):
     r = cli(*cmd, "--help", key=False)
     assert r.returncode == 0 and b"usage: pseudonym" in r.stdout
+
+
+def test_no_output_is_published_without_its_audit_entry(tmp_path, monkeypatch, capsys):
+    from pseudonym import cli
+    from pseudonym.audit import AuditLog
+    from pseudonym.errors import AuditError
+
+    def fail(self, entry):
+        raise AuditError("audit log: disk full")
+
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    monkeypatch.setattr(AuditLog, "append", fail)
+    out = tmp_path / "out.jsonl"
+    code = cli.main(["anonymise", "-p", POLICY, "-i", str(TRACES), "-o", str(out),
+                     "-a", str(tmp_path / "audit.jsonl")])
+    assert code == 2 and "disk full" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
