@@ -45,7 +45,10 @@ def encoder(options: HashOptions):
         return lambda d: prefix + d.hex()[:n]
     if enc == "base32":
         n, prefix = options.length or _B32_DEFAULT, options.prefix
-        return lambda d: prefix + base64.b32encode(d).decode("ascii")[:n].lower()
+        # Base32 maps each 5 bytes to 8 characters on their own: encoding only the bytes
+        # the kept characters come from gives the same text, several times faster.
+        used = -(-n * 5 // 40) * 5
+        return lambda d: prefix + base64.b32encode(d[:used]).decode("ascii")[:n].lower()
     if enc == "uuid":
         def as_uuid(d: bytes) -> str:
             h = d[:16].hex()
