@@ -253,7 +253,7 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
                 hits.append(child.keep_hit)
                 out[k] = v
             else:
-                r = walk(child, v, mode, hits, rec)
+                r = (walk if child.cands else _inside)(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     out[k] = r
         if out:
@@ -271,7 +271,7 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
                 hits.append(child.keep_hit)
                 outl.append(v)
             else:
-                r = walk(child, v, mode, hits, rec)
+                r = (walk if child.cands else _inside)(child, v, mode, hits, rec)
                 if r is not REMOVE:
                     outl.append(r)
         if outl:

@@ -177,3 +177,17 @@ def test_identifiers_are_gathered_through_embedded_json(keys):
 def test_json_text_emptied_by_the_policy_stays_json_text(keys):
     p = one_rule("$.e", "json", extra=[{"path": "$.e.keep", "action": "keep"}])
     assert anonymise({"e": '{"secret": "x"}', "k": 1}, p, keys=keys)["e"] == "{}"
+
+
+def test_agent_object_type_is_never_copied_unless_agent_or_group(keys):
+    from pseudonym import RecordError, anonymise
+    from pseudonym.policy import Policy
+    p = Policy.load("xapi")
+    bad = {"actor": {"objectType": "alice@example.org", "mbox": "mailto:a@example.org"},
+           "verb": {"id": "http://adlnet.gov/expapi/verbs/experienced"},
+           "object": {"id": "http://example.org/a"}}
+    with pytest.raises(RecordError) as e:
+        anonymise(bad, p, keys=keys)
+    assert "alice" not in str(e.value)
+    bad["actor"]["objectType"] = "Agent"
+    assert anonymise(bad, p, keys=keys)["actor"]["objectType"] == "Agent"

@@ -24,6 +24,7 @@ from .base import ActionError, BuildContext, action
 from .keyed import HashOptions, encoder
 
 _IFIS = ("mbox", "mbox_sha1sum", "openid", "account")
+_KINDS = ("Agent", "Group")
 
 
 class AgentOptions(HashOptions):
@@ -107,6 +108,8 @@ def agent(options: AgentOptions, ctx: BuildContext):
         if type(value) is not dict:
             raise ActionError("an agent must be a JSON object")
         kind = value.get("objectType")
+        if kind is not None and kind not in _KINDS:
+            raise ActionError("an agent's objectType must be Agent or Group")
         out: dict[str, Any] = {} if kind is None else {"objectType": kind}
         ident = identity(value, norm)
         members = value.get("member")
