@@ -132,3 +132,37 @@ def test_identifying_flag_makes_any_rule_a_source(keys):
                   {"path": "$.text", "action": "scrub", "options": {"detectors": []}}]})
     out = anonymise({"student_no": "A12345", "text": "student a12345 passed"}, p2, keys=keys)
     assert out["text"] == "student a12345 passed"
+
+
+def test_object_keys_are_scrubbed_and_colliding_keys_keep_every_value(keys):
+    p = policy(extra=[{"path": "$.uid", "action": "learner_id",
+                       "options": {"encoding": "integer"}}])
+    rec = {"user": "jdupont", "uid": 4242,
+           "text": {"jean@example.org": "a", "marie@example.org": "b", "jdupont": 1,
+                    "nested": [{"JDUPONT": "c"}], "kept": "d"}}
+    out = anonymise(rec, p, keys=keys)
+    assert_gone(out, "jean@example.org", "marie@example.org", "jdupont")
+    assert out["text"] == {"[EMAIL]": "a", "[EMAIL]#2": "b", "[USER]": 1,
+                           "nested": [{"[USER]": "c"}], "kept": "d"}
+
+
+def test_numbers_equal_to_a_record_identifier_become_the_user_token(keys):
+    p = policy(extra=[{"path": "$.uid", "action": "learner_id",
+                       "options": {"encoding": "integer"}}])
+    rec = {"user": "jdupont", "uid": 4242, "text": [4242, 4242.0, 4243, 1.5, True, None]}
+    out = anonymise(rec, p, keys=keys)
+    assert out["text"] == ["[USER]", "[USER]", 4243, 1.5, True, None]
+    rec["text"] = {"n": 4242}
+    assert anonymise(rec, p, keys=keys)["text"] == {"n": "[USER]"}
+    off = policy({"record": False}, extra=[{"path": "$.uid", "action": "learner_id"}])
+    assert anonymise({**rec, "text": [4242]}, off, keys=keys)["text"] == [4242]
+
+
+def test_an_address_holding_the_username_goes_whole_domain_included(keys):
+    out = scrub("write to JDUPONT@perso-dupont.fr or see https://x.org/p?user=jdupont",
+                keys, user="jdupont")
+    assert out == "write to [EMAIL] or see [URL]"
+    assert "perso-dupont" not in out
+    out = scrub("jdupont wrote to jdupont@perso-dupont.fr", keys, {"replace": "pseudonym"},
+                user="jdupont")
+    assert out.startswith("[USER:") and " wrote to [EMAIL:" in out and "perso" not in out

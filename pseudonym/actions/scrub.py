@@ -1,11 +1,16 @@
 """scrub: free text kept, with what identifies people in it replaced.
 
-Three sources of matches, applied in this order: the record's own identifiers (the
-values of its identifying fields, in every form: see ``pseudonym.record``), then the
-built-in detectors, then the policy's custom patterns. Every pattern is compiled when
-the policy compiles. A match becomes a typed token (``[EMAIL]``) or, with
-``replace: pseudonym``, a keyed pseudonym of the (stripped, lower-cased) match, so the
-same address gives the same text in every record.
+Three sources of matches, applied in this order: the ``email`` and ``url`` detectors
+(an address or link holding a username must go whole, domain included, not become
+``[USER]@example.org``), then the record's own identifiers (the values of its
+identifying fields, in every form: see ``pseudonym.record``), then the other built-in
+detectors, then the policy's custom patterns. Every pattern is compiled when the policy
+compiles. A match becomes a typed token (``[EMAIL]``) or, with ``replace: pseudonym``, a
+keyed pseudonym of the (stripped, lower-cased) match, so the same address gives the same
+text in every record.
+
+Inside objects and arrays, keys are scrubbed like values, and a number whose decimal
+text is one of the record's identifiers (a user id) becomes the ``[USER]`` token.
 """
 
 from __future__ import annotations
@@ -123,15 +128,22 @@ class ScrubOptions(Options):
     """token: ``[EMAIL]``, ``[USER]``...; pseudonym: ``[EMAIL:<keyed pseudonym>]``."""
 
 
+FIRST = frozenset({"email", "url"})
+"""Detectors that run before the record's identifiers are removed: their matches contain
+identifiers (``jdupont@example.org``, ``https://x.org/?user=jdupont``) and must be taken
+whole."""
+
+
 def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
-    """The ``(text, RecordContext | None) -> text`` function a scrub rule runs."""
-    compiled: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None]] = []
+    """The ``(text, RecordContext | None) -> text`` and ``(number, RecordContext | None)
+    -> number or token`` functions a scrub rule runs."""
+    compiled: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, bool]] = []
     for name in dict.fromkeys(options.detectors):
         token, rx, check = DETECTORS[name]
         flags = re.IGNORECASE if name not in ("iban",) else 0
-        compiled.append((token, re.compile(rx, flags), check))
+        compiled.append((token, re.compile(rx, flags), check, name in FIRST))
     for p in options.patterns:
-        compiled.append((p.name, re.compile(p.regex), None))
+        compiled.append((p.name, re.compile(p.regex), None, False))
 
     if options.replace == "pseudonym":
         digest = ctx.hasher("scrub").digest
@@ -146,36 +158,70 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     def user(text: str) -> str:
         return render("USER", text)
 
-    subs = []
-    for token, rx, check in compiled:
+    first, then = [], []
+    for token, rx, check, early in compiled:
         if check is None:
-            subs.append((rx, lambda m, t=token: render(t, m.group(0))))
+            sub = (rx, lambda m, t=token: render(t, m.group(0)))
         else:
-            subs.append((rx, lambda m, t=token, c=check: (render(t, m.group(0)) if c(m.group(0))
-                                                          else m.group(0))))
+            sub = (rx, lambda m, t=token, c=check: (render(t, m.group(0)) if c(m.group(0))
+                                                    else m.group(0)))
+        (first if early else then).append(sub)
     use_record = options.record
 
     def text(value: str, rec: Any) -> str:
+        for rx, fn in first:
+            value = rx.sub(fn, value)
         if use_record and rec is not None:
             value = rec.remove_ids(value, user)
-        for rx, fn in subs:
+        for rx, fn in then:
             value = rx.sub(fn, value)
         return value
 
-    return text
+    def number(value: int | float, rec: Any) -> Any:
+        if not use_record or rec is None or not rec.ids:
+            return value
+        if type(value) is float:
+            if not value.is_integer():
+                return value
+            value_text = str(int(value))
+        else:
+            value_text = str(value)
+        return user(value_text) if value_text in rec.forms else value
+
+    return text, number
 
 
-def deep(fn: Callable[[str, Any], str]):
-    """Apply a text function to every string inside a JSON value (keys stay)."""
+def deep(text: Callable[[str, Any], str], number: Callable[[Any, Any], Any]):
+    """Apply a text function to every string inside a JSON value, object keys included,
+    and a number function to every number (bools are not numbers here).
+
+    Two keys that scrub to the same text (two addresses both becoming ``[EMAIL]``) keep
+    both values: the second gets ``#2`` appended, the third ``#3``..., in the order of
+    the input, so nothing is lost and the result does not depend on anything else.
+    """
+
+    def key(k: str, out: dict, rec: Any) -> str:
+        new = text(k, rec)
+        if new not in out:
+            return new
+        n = 2
+        while f"{new}#{n}" in out:
+            n += 1
+        return f"{new}#{n}"
 
     def run(value: Any, rec: Any) -> Any:
         t = type(value)
         if t is str:
-            return fn(value, rec)
+            return text(value, rec)
         if t is dict:
-            return {k: run(v, rec) for k, v in value.items()}
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                out[key(k, out, rec)] = run(v, rec)
+            return out
         if t is list:
             return [run(v, rec) for v in value]
+        if t is int or t is float:
+            return number(value, rec)
         return value
 
     return run
@@ -189,6 +235,8 @@ def deep(fn: Callable[[str, Any], str]):
                 "URLs with credentials or identifying query parameters, French NIR, IBAN, "
                 "hex digests, and the policy's own patterns. Each match becomes a typed "
                 "token ([EMAIL]) or a keyed pseudonym. Inside objects and arrays, every "
-                "string is scrubbed.")
+                "string and every key is scrubbed (keys that become equal get #2, #3... "
+                "appended), and a number equal to one of the record's identifiers (a user "
+                "id) becomes [USER].")
 def scrub(options: ScrubOptions, ctx: BuildContext):
-    return deep(compile_scrubber(options, ctx))
+    return deep(*compile_scrubber(options, ctx))
