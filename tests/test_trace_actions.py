@@ -191,3 +191,37 @@ def test_agent_object_type_is_never_copied_unless_agent_or_group(keys):
     assert "alice" not in str(e.value)
     bad["actor"]["objectType"] = "Agent"
     assert anonymise(bad, p, keys=keys)["actor"]["objectType"] == "Agent"
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("mailto:jean@example.org", "_user_"),
+    ("https://lms.example.org/contact/mailto:jean@example.org/x",
+     "https://lms.example.org/contact/_user_/x"),
+    ("https://lms.example.org/a;email=jean@example.org/b", "https://lms.example.org/a/b"),
+    ("https://lms.example.org/a;jsessionid=0123abcd", "https://lms.example.org/a"),
+    ("https://lms.example.org/x/jean@example.org;v=1", "https://lms.example.org/x/_user_"),
+    ("/courses/c/jump_to/block-v1:FUN+01+s1+type@html+block@intro.html",
+     "/courses/c/jump_to/block-v1:FUN+01+s1+type@html+block@intro.html"),
+])
+def test_url_finds_addresses_inside_segments_and_cuts_segment_parameters(keys, url, expected):
+    assert anonymise({"user": "jdupont", "u": url}, URL_POLICY, keys=keys)["u"] == expected
+
+
+@pytest.mark.parametrize("value", [
+    "2024-01-02 jean@example.org", "2024-01-02Tjean", "2024-01-02T10:00:00Z jdupont",
+    "2024-01-02T10:00:00+01:00[Europe/Paris]", "2024-01-02T99:00",
+])
+def test_date_shift_rejects_text_that_is_not_wholly_a_timestamp(keys, value):
+    with pytest.raises(RecordError) as e:
+        anonymise({"actor": _actor("a"), "t": value}, SHIFT, keys=keys)
+    assert "ISO 8601" in str(e.value)
+    assert value not in str(e.value) and "jean" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["2024-03-01", "2024-03-01T10:00", "2024-03-01 10:00:00Z",
+                                   "2024-03-01T10:00:00.123456-05:30"])
+def test_date_shift_keeps_the_format_of_valid_timestamps(keys, value):
+    out = anonymise({"actor": _actor("a"), "t": value}, SHIFT, keys=keys)["t"]
+    day = anonymise({"actor": _actor("a"), "t": "2024-03-01"}, SHIFT, keys=keys)["t"]
+    assert out == day + value[10:]
+    assert datetime.fromisoformat(out)

@@ -5,7 +5,7 @@ dates no longer single anyone out."""
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -48,7 +48,8 @@ def _lookup(record: Any, steps: tuple) -> Any:
 @action("date_shift", DateShiftOptions, keyed=True, record_aware=True,
         summary="Shift a timestamp (ISO 8601 text, format kept, or epoch seconds) by a "
                 "keyed whole number of days within ±days, the same for every record of one "
-                "learner (read at `learner`). A record without a learner is rejected.")
+                "learner (read at `learner`). A record without a learner, or text that is "
+                "not wholly a timestamp (the part after the date is copied), is rejected.")
 def date_shift(options: DateShiftOptions, ctx: BuildContext):
     digest = ctx.hasher("date_shift").digest
     steps = parse_path(options.learner).alternatives[0]  # type: ignore[index]
@@ -74,6 +75,7 @@ def date_shift(options: DateShiftOptions, ctx: BuildContext):
         t = type(value)
         if t is str:
             try:
+                datetime.fromisoformat(value)
                 day = date.fromisoformat(value[:10])
             except ValueError:
                 raise ActionError("value is not an ISO 8601 timestamp") from None

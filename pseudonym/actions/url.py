@@ -12,7 +12,10 @@ from .base import ActionError, BuildContext, Options, action
 
 USER_SEGMENTS = ("u", "users", "accounts", "profile", "profiles", "learner", "learners",
                  "student", "students", "preferences", "progress")
-_EMAIL = re.compile(r"[\w.%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
+_EMAIL = re.compile(r"(?<![\w.%+@-])[\w.%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
+                    r"(?![\w-])", re.IGNORECASE)
+"""An e-mail address anywhere in a segment (``mailto:a@b.fr``), but not in an Open edX
+block id (``type@html+block@intro.html``: an address is never preceded by ``@``)."""
 
 
 class UrlOptions(Options):
@@ -24,7 +27,8 @@ class UrlOptions(Options):
 
 
 def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: str) -> str:
-    """``text`` without user info, query and fragment, person-naming segments replaced."""
+    """``text`` without user info, query, fragment and segment parameters (``;k=v``, which
+    can carry an e-mail or a session id), person-naming segments replaced."""
     if "://" in text:
         scheme, _, rest = text.partition("://")
         cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i != -1),
@@ -40,9 +44,11 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
     segments = path.split("/")
     prev = ""
     for i, seg in enumerate(segments):
+        if ";" in seg:
+            seg = segments[i] = seg.partition(";")[0]
         if seg:
             plain = unquote(seg).lower()
-            if (plain in forms or prev in markers or _EMAIL.fullmatch(plain)
+            if (plain in forms or prev in markers or _EMAIL.search(plain)
                     or any(p in forms for p in plain.split(","))):
                 segments[i] = token
             prev = plain
@@ -52,8 +58,9 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
 
 @action("url", UrlOptions, record_aware=True,
         summary="Keep a URL's scheme, host and path shape; drop user info, query and "
-                "fragment; replace a path segment that is one of the record's identifiers "
-                "(in any form), is an e-mail address, or follows a user segment such as "
+                "fragment and the parameters of path segments (;k=v); replace a path segment "
+                "that is one of the record's identifiers (in any form), holds an e-mail "
+                "address, or follows a user segment such as "
                 "/u/ with a token. Text that is not a URL (an event name) stays as it is; "
                 "null and \"\" too.")
 def url(options: UrlOptions, ctx: BuildContext):
