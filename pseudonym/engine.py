@@ -25,19 +25,24 @@ MAX_POSITIONS = 1000
 
 
 def _condition(when: dict[str, list[Any]] | None):
+    """``when`` as a test of the matched value: an object whose named fields all hold one
+    of their listed values, or, for a name written ``!field``, none of them (so a rule can
+    name the few harmless values and treat every other one, an allow-list)."""
     if not when:
         return None
-    tests = [(k, frozenset(v)) for k, v in when.items()]
+    tests = [(k[1:], frozenset(v), True) if k.startswith("!") else (k, frozenset(v), False)
+             for k, v in when.items()]
 
     def holds(value: Any) -> bool:
         if type(value) is not dict:
             return False
-        for k, allowed in tests:
+        for k, listed, negated in tests:
             v = value.get(k)
             try:
-                if v not in allowed:
-                    return False
+                found = v in listed
             except TypeError:
+                found = False
+            if found is negated:
                 return False
         return True
 

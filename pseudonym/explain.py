@@ -105,8 +105,10 @@ def rule_rows(policy: Policy) -> list[list[str]]:
     for i, (r, opts) in enumerate(zip(policy.rules, policy.options, strict=True), 1):
         where = f"`{r.path}`"
         if r.when:
-            where += " when " + "; ".join(f"{k} is " + " or ".join(json.dumps(v) for v in vs)
-                                          for k, vs in r.when.items())
+            where += " when " + "; ".join(
+                (f"{k[1:]} is none of " + ", ".join(json.dumps(v) for v in vs))
+                if k.startswith("!") else (f"{k} is " + " or ".join(json.dumps(v) for v in vs))
+                for k, vs in r.when.items())
         what = treatment(r.action, opts)
         rows.append([str(i), where, what, *properties(r.action), r.why or "*no reason given*"])
     um = policy.model.unmatched

@@ -131,7 +131,7 @@ def lint(policy: Policy) -> list[Finding]:
         if not (r.why and r.why.strip()):
             add("rule-without-why", f"{r.path} ({r.action}) has no why: say why the field "
                 "is needed and why this treatment", rule=i, path=r.path)
-        if r.when and any(not v for v in r.when.values()):
+        if r.when and any(not v for k, v in r.when.items() if not k.startswith("!")):
             add("unreachable-rule", f"{r.path}: a when condition lists no value, so the "
                 "rule never applies", rule=i, path=r.path)
         elif can.get(i) is False:

@@ -25,7 +25,9 @@ Two additions serve learning traces (both cost nothing when a policy does not us
    rules below the rule's path apply to the decoded value, which is written back as a
    string (Open edX's ``event`` is often such a string), ``"{}"`` if the policy left
    nothing in it, so the field keeps its type. A string that is not JSON follows the
-   action's ``otherwise``.
+   action's ``otherwise``. A rule at the same place that comes before it and has a
+   ``when`` tests its condition on the decoded object, so that JSON text does not slip
+   past it (its result is written back as JSON text when it is an object or array).
 7. Record-aware actions (``scrub``, ``url``, ``date_shift``) see a per-record context
    (``RecordContext``): before the walk, the values the record holds at the locations of
    *identifying* rules (agents, usernames, user ids, or any rule marked
@@ -209,6 +211,21 @@ def _decoded(node: Node, c: CompiledRule, value: Any, mode: int, hits: list, rec
     if t is str:
         inner = decode_json_text(value)
         if inner is not None:
+            for o in node.cands:
+                if o is c:
+                    break
+                if o.cond is not None and o.cond(inner):
+                    if o.fn is None or o.decode:
+                        hits.append(o.hit)
+                        mode = o.mode if o.fn is None else mode
+                        break
+                    try:
+                        new = o.fn(inner, rec) if o.record_aware else o.fn(inner)
+                    except ActionError as e:
+                        raise RecordError("action-failed", f"{o.action.name} on {o.path}: {e}",
+                                          rule=o.number) from None
+                    hits.append(-o.number)
+                    return _json_text(new) if type(new) in (dict, list) else new
             out = _inside(node, inner, mode, hits, rec)
             return _json_text(type(inner)() if out is REMOVE else out)
     try:

@@ -56,7 +56,8 @@ class Rule(BaseModel):
     when: dict[str, list[Scalar]] | None = Field(
         None, description="Apply only where the matched value is an object whose named fields "
         "hold one of the listed values (null stands for an absent field), e.g. "
-        "{objectType: [Agent, Group]}")
+        "{objectType: [Agent, Group]}; a name written !field asks for none of the listed "
+        "values instead, e.g. {'!setting': [null, pref-lang]}")
     why: str | None = Field(None, description="The justification the DPO reads")
     identifying: bool | None = Field(
         None, description="The matched values identify a person: record-aware actions "

@@ -303,3 +303,56 @@ def test_name_data_context_style(policy, keys):
     assert out["data"]["mode"] == "verified" and out["data"]["course_id"] == COURSE
     assert out["data"]["user_id"] == out["context"]["user_id"] != UID
     assert_gone(out, USER, str(UID), "marie.curie")
+
+
+def settings_changed(setting: str, old, new) -> dict:
+    return {**common(), "event_source": "server", "event_type": "edx.user.settings.changed",
+            "name": "edx.user.settings.changed", "page": None,
+            "context": {"course_id": "", "org_id": "", "user_id": UID, "path": "/x"},
+            "event": {"setting": setting, "old": old, "new": new, "user_id": UID,
+                      "table": "auth_userprofile"}}
+
+
+@pytest.mark.parametrize(("setting", "old", "new"), [
+    ("first_name", "Jeanne", "Jeannette"), ("last_name", "Dupont", "Durand"),
+    ("gender", "f", "o"), ("country", "FR", "CI"), ("state", "Bretagne", "Alsace"),
+    ("level_of_education", "p", "m"), ("year_of_birth", 1984, 1985),
+    ("language_proficiencies", [{"code": "br"}], [{"code": "eu"}]),
+    ("mailing_address", "3 rue des Lilas", "4 rue des Lilas"), ("bio", "Ancienne", "Nouvelle"),
+    ("time_zone", "Indian/Reunion", "Pacific/Tahiti"), ("a_setting_added_later", "x1", "y2"),
+])
+def test_settings_changes_are_emptied_unless_the_setting_is_allowed(policy, keys, setting,
+                                                                     old, new):
+    out = anonymise(settings_changed(setting, old, new), policy, keys=keys)
+    assert out["event"] == {}
+    assert out["event_type"] == "edx.user.settings.changed"
+
+
+def test_a_harmless_setting_change_keeps_its_values(policy, keys):
+    out = anonymise(settings_changed("pref-lang", "fr", "en"), policy, keys=keys)
+    assert out["event"]["setting"] == "pref-lang"
+    assert (out["event"]["old"], out["event"]["new"]) == ("fr", "en")
+    assert out["event"]["user_id"] != UID and out["event"]["table"] == "auth_userprofile"
+
+
+def test_navigation_positions_without_a_setting_survive(policy, keys):
+    event = {**play_video(), "event_type": "seq_goto", "name": "seq_goto",
+             "event": json.dumps({"old": 1, "new": 3, "id": BLOCK})}
+    out = anonymise(event, policy, keys=keys)
+    assert json.loads(out["event"]) == {"old": 1, "new": 3, "id": BLOCK}
+
+
+def test_identifiers_in_setting_keys_and_numbers_are_gone(policy, keys):
+    event = settings_changed("pref-lang", {EMAIL: "x", USER: 1}, [UID, USER])
+    out = anonymise(event, policy, keys=keys)
+    assert_gone(out, EMAIL, USER, str(UID))
+    assert out["event"]["old"] == {"[EMAIL]": "x", "[USER]": 1}
+    assert out["event"]["new"] == ["[USER]", "[USER]"]
+
+
+def test_a_settings_change_held_as_json_text_is_emptied_too(policy, keys):
+    event = settings_changed("first_name", "Jeanne", "Jeannette")
+    event["event"] = json.dumps(event["event"])
+    out = anonymise(event, policy, keys=keys)
+    assert out["event"] == "{}"
+    assert_gone(out, "Jeanne", "Jeannette")

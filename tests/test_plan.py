@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pseudonym import RecordError, anonymise
@@ -151,3 +153,30 @@ def test_not_an_object_is_rejected():
     with pytest.raises(RecordError) as e:
         anonymise([[1, 2]], make_policy([{"path": "$.a", "action": "keep"}])).__next__()
     assert e.value.kind == "not-an-object" and e.value.position == 1
+
+
+def test_when_negated_field_applies_unless_one_of_the_listed_values():
+    rules = [{"path": "$.e", "action": "redact", "options": {"value": {}},
+              "when": {"!setting": [None, "lang"]}},
+             {"path": "$.e", "action": "keep"}]
+    assert run(rules, {"e": {"setting": "lang", "v": 1}}) == {"e": {"setting": "lang", "v": 1}}
+    assert run(rules, {"e": {"v": 1}}) == {"e": {"v": 1}}
+    assert run(rules, {"e": {"setting": "name", "v": "Jean"}}) == {"e": {}}
+    assert run(rules, {"e": {"setting": ["lang"], "v": "Jean"}}) == {"e": {}}
+    assert run(rules, {"e": "not an object"}) == {"e": "not an object"}
+
+
+def test_a_condition_before_a_json_rule_sees_the_object_inside_json_text():
+    rules = [{"path": "$.e", "action": "redact", "options": {"value": {}},
+              "when": {"!setting": [None, "lang"]}},
+             {"path": "$.e", "action": "json"}, {"path": "$.e.*", "action": "keep"}]
+    assert run(rules, {"e": '{"setting": "name", "v": "Jean"}'}) == {"e": "{}"}
+    assert run(rules, {"e": {"setting": "name", "v": "Jean"}}) == {"e": {}}
+    assert json.loads(run(rules, {"e": '{"setting": "lang", "v": "fr"}'})["e"]) == {
+        "setting": "lang", "v": "fr"}
+    drop_first = [{"path": "$.e", "action": "drop", "when": {"kind": ["secret"]}},
+                  {"path": "$.e", "action": "json"}, {"path": "$.e.id", "action": "keep"}]
+    assert run(drop_first, {"e": '{"kind": "secret", "id": 1, "v": 2}'},
+               unmatched="keep") == {"e": '{"id": 1}'}
+    assert run(drop_first, {"e": '{"kind": "open", "id": 1, "v": 2}'},
+               unmatched="keep") == {"e": '{"kind": "open", "id": 1, "v": 2}'}
