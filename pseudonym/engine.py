@@ -27,21 +27,28 @@ MAX_POSITIONS = 1000
 def _condition(when: dict[str, list[Any]] | None):
     if not when:
         return None
-    tests = [(k, frozenset(v)) for k, v in when.items()]
+    tests = [(k, frozenset(_typed(x) for x in v)) for k, v in when.items()]
 
     def holds(value: Any) -> bool:
         if type(value) is not dict:
             return False
         for k, allowed in tests:
             v = value.get(k)
-            try:
-                if v not in allowed:
-                    return False
-            except TypeError:
+            kind = _KINDS.get(type(v))
+            if kind is None or (kind, v) not in allowed:
                 return False
         return True
 
     return holds
+
+
+_KINDS: dict[type, str] = {str: "string", int: "number", float: "number", bool: "boolean",
+                           type(None): "null"}
+"""JSON kinds for ``when``: ``true`` never matches ``1``, nor ``1`` the text ``"1"``."""
+
+
+def _typed(v: Any) -> tuple[str, Any]:
+    return _KINDS[type(v)], v
 
 
 class Plan:
