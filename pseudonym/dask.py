@@ -255,8 +255,9 @@ class StagedFiles:
         except OSError as e:
             self.discard()
             raise PseudonymError(f"{self.path}: cannot publish the output "
-                                 f"({e.strerror or type(e).__name__}); the run is recorded "
-                                 "but no output was published") from None
+                                 f"({e.strerror or type(e).__name__}); no output was "
+                                 "published (the run's audit entry is already written)"
+                                 ) from None
         if isinstance(self.fs, LocalFileSystem):
             return list(self.published)
         return [self.fs.unstrip_protocol(p) for p in self.published]
