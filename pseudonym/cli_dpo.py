@@ -201,8 +201,13 @@ def _subject_args(p: argparse.ArgumentParser) -> None:
 LOOKUP_TEXT = (
     "the pseudonyms of an identifier (access and erasure requests)",
     "Print the pseudonyms an identifier (e-mail address, account name, user id...) has "
-    "under a policy: one per keyed rule (hash, encrypt) and per key of the ring, so that "
-    "a learner's records can be found in data sets made before or after a key rotation. "
+    "under a policy: one per keyed rule (hash, encrypt, agent, learner_id) and per key of "
+    "the ring, so that a learner's records can be found in data sets made before or after "
+    "a key rotation. For an agent rule the identifier is read as an xAPI account name, and "
+    "also as a mailbox (e-mail address; a mailto: IRI only as a mailbox), mailbox SHA-1 (40 "
+    "hex digits) or OpenID (http(s) URL) when it has that form; the pseudonym printed is "
+    "the account name the agent gets. Rules that give no pseudonym of an identifier "
+    "(date_shift) are named on standard error. "
     "Needs the key. Appends an audit entry with the reason and a keyed digest of the "
     "identifier, never the identifier in clear.",
     "examples:\n  pseudonym lookup --policy xapi --reason 'DSR-2026-014, Art. 15' "
@@ -253,13 +258,18 @@ def lookup(a: argparse.Namespace) -> int:
         except ValueError:
             raise PseudonymError("--json: IDENTIFIER is not a JSON value") from None
     policy, keys, audit = _subject_setup(a)
-    rows = run(ident, policy, keys=keys, reason=a.reason, audit=audit)
+    result = run(ident, policy, keys=keys, reason=a.reason, audit=audit)
+    for s in result.skipped:
+        print(f"pseudonym: note: rule {s['rule']} ({s['action']} {s['path']}) skipped: "
+              f"{s['why']}", file=sys.stderr)
     if a.format == "json":
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json.dumps(result.rows, indent=2, ensure_ascii=False))
     else:
-        for r in rows:
+        for r in result.rows:
             active = "" if r["active"] else " (older key)"
-            print(f"rule {r['rule']}\t{r['action']}\t{r['path']}\tkey {r['key_id']}{active}\t"
+            read_as = "" if r["as"] == "value" else f" (as {r['as']})"
+            print(f"rule {r['rule']}\t{r['action']}\t{r['path']}{read_as}\t"
+                  f"key {r['key_id']}{active}\t"
                   f"{json.dumps(r['pseudonym'], ensure_ascii=False)}")
     return 0
 

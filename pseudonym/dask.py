@@ -6,15 +6,17 @@
 
     bag = db.read_text("logs/*.jsonl.gz")                  # one partition per file
     job = anonymise_bag(bag, "xapi", key=KeyRef.env())     # lazy
-    out = job.bag.to_textfiles("clean/part-*.jsonl.gz", last_endline=True, compute=False)
+    out = job.to_textfiles("clean/part-*.jsonl.gz")        # staged, lazy
     with AuditLog.open("audit.jsonl") as audit:
-        stats = job.run(out, audit=audit)                  # computes, one audit entry
+        stats = job.run(out, audit=audit)                  # computes, audits, publishes
 
 The key never enters the task graph: what travels is a ``KeyRef``, the name of an
 environment variable or the path of a key file, which each worker reads in its own
 process (on Kubernetes, a mounted secret). The policy travels as its canonical form and
 is checked against its SHA-256 on arrival. Each partition sends back counts only; the
 client merges them, line numbers made global in bag order, into one audit entry.
+Output written with ``job.to_textfiles`` is published (moved into place) only after that
+entry is written, and removed if the run fails, as the command line does.
 Install with ``pip install pseudonym[dask]``.
 """
 
@@ -22,7 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
+import uuid
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,6 +35,9 @@ from typing import TYPE_CHECKING, Any, Literal
 try:
     import dask
     import dask.bag as db
+    import fsspec
+    from dask.base import get_scheduler, is_dask_collection
+    from fsspec.implementations.local import LocalFileSystem
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError("pseudonym.dask needs the dask extra: "
                       "pip install 'pseudonym[dask]'") from e
@@ -45,7 +53,7 @@ from .policy import Policy
 if TYPE_CHECKING:
     from .audit import AuditLog
 
-__all__ = ["BagJob", "KeyRef", "anonymise_bag"]
+__all__ = ["BagJob", "KeyRef", "StagedFiles", "anonymise_bag"]
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,89 @@ class _SharedBag(db.Bag):
         return db.core.optimize(dsk, keys, fuse_keys=list(dsk.keys()), **kwargs)
 
 
+STAGING_PREFIX = ".pseudonym-staging-"
+
+
+class StagedFiles:
+    """Part files written to a hidden staging directory inside their destination
+    (``.pseudonym-staging-<id>``) and moved into place by ``BagJob.run`` once the run's
+    audit entry is written; a failed run removes them. Made by ``BagJob.to_textfiles``."""
+
+    def __init__(self, bag: db.Bag, path: str, storage_options: dict[str, Any] | None,
+                 kwargs: dict[str, Any]) -> None:
+        self.path = path
+        self.fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        directory, pattern = posixpath.split(root) if "*" in root else (root, "*.part")
+        if "*" in directory or not pattern:
+            raise ValueError(f"{path}: a * may appear in the file name only")
+        self.directory = directory.rstrip("/") or "/"
+        self.staging = posixpath.join(self.directory, STAGING_PREFIX + uuid.uuid4().hex)
+        self._make = (bag, posixpath.join(self.staging, pattern), storage_options, kwargs)
+        self.created = False
+        self.published: list[str] = []
+
+    def writes(self) -> list[Any]:
+        """The writer tasks; nothing is created on storage before the run asks for them."""
+        bag, staged, storage_options, kwargs = self._make
+        self.created = not self.fs.exists(self.directory)
+        return bag.to_textfiles(self.fs.unstrip_protocol(staged), compute=False,
+                                storage_options=storage_options, **kwargs)
+
+    def publish(self) -> list[str]:
+        """Move the staged parts into place; on failure, take back those already moved."""
+        try:
+            staged = self.fs.ls(self.staging, detail=False) if self.fs.exists(
+                self.staging) else []  # a bag of no partitions writes nothing
+            for src in sorted(staged):
+                dst = posixpath.join(self.directory, posixpath.basename(src))
+                self.fs.mv(src, dst)
+                self.published.append(dst)
+            self._remove_staging()
+        except OSError as e:
+            self.discard()
+            raise PseudonymError(f"{self.path}: cannot publish the output "
+                                 f"({e.strerror or type(e).__name__}); no output was "
+                                 "published (the run's audit entry is already written)"
+                                 ) from None
+        if isinstance(self.fs, LocalFileSystem):
+            return list(self.published)
+        return [self.fs.unstrip_protocol(p) for p in self.published]
+
+    def discard(self) -> None:
+        """Remove what this run wrote: the staged parts and any part already published."""
+        for dst in self.published:
+            with suppress(OSError):
+                self.fs.rm(dst)
+        self.published = []
+        self._remove_staging()
+        if self.created:
+            with suppress(OSError):
+                self.fs.rmdir(self.directory)  # only if empty: never another's files
+
+    def _remove_staging(self) -> None:
+        with suppress(FileNotFoundError):
+            self.fs.rm(self.staging, recursive=True)
+
+
+def _compute(*outputs: Any) -> list[Any]:
+    """``dask.compute(*outputs)``, one graph, nothing fused. On a distributed cluster
+    every task is let finish, failed or not, before the first error is raised, so that no
+    writer is still at work when a failed run's staged output is removed."""
+    client = getattr(get_scheduler(), "__self__", None)
+    if client is None or not hasattr(client, "gather"):
+        return list(dask.compute(*outputs, optimize_graph=False))
+    from distributed import wait
+    shapes = [isinstance(o, (list, tuple)) for o in outputs]
+    flat = [x for o, many in zip(outputs, shapes, strict=True) for x in (o if many else [o])]
+    todo = [x for x in flat if is_dask_collection(x)]
+    futures = client.compute(todo, optimize_graph=False)
+    wait(futures)
+    done = iter(client.gather(futures))
+    values = iter([next(done) if is_dask_collection(x) else x for x in flat])
+    return [[next(values) for _ in o] if many else next(values)
+            for o, many in zip(outputs, shapes, strict=True)]
+
+
 class BagJob:
     """A lazy anonymisation of a bag: ``bag`` is the result; ``run`` computes it, with
     any writers of it, and records the run."""
@@ -218,21 +309,59 @@ class BagJob:
         self.policy = policy
         self.on_error = on_error
 
+    def to_textfiles(self, path: str, *, storage_options: dict[str, Any] | None = None,
+                     last_endline: bool = True, **kwargs: Any) -> StagedFiles:
+        """Lazy part files of ``bag`` at ``path`` (as ``Bag.to_textfiles``: a directory, or
+        a name with ``*`` for the part number; any fsspec URL), for ``run``. They are
+        written under a hidden staging directory there and published (moved into place)
+        only after the run's audit entry is written; a failed run leaves none of them."""
+        if "compute" in kwargs:
+            raise TypeError("to_textfiles is lazy here: run() computes it")
+        return StagedFiles(self.bag, path, storage_options,
+                           {"last_endline": last_endline, **kwargs})
+
     def run(self, *outputs: Any, audit: AuditLog | None = None) -> RunStats:
-        """Compute ``outputs`` (e.g. ``job.bag.to_textfiles(..., compute=False)``, or
-        ``job.bag`` itself) together with the counts; append one audit entry.
+        """Compute ``outputs`` (``job.to_textfiles(...)``, ``job.bag`` itself, or any
+        writer made from ``job.bag``) together with the counts; append one audit entry;
+        then publish the ``to_textfiles`` outputs. ``self.results`` holds each output's
+        result (for ``to_textfiles``, the published paths).
+
+        If the run fails (a partition fails, the audit entry cannot be written), the
+        ``to_textfiles`` outputs are removed and nothing is published. Writers made
+        directly from ``job.bag`` write while the run computes: their files exist, maybe
+        incomplete, before the audit entry and stay after a failure; treat them as
+        published only once ``run`` returns, and delete them if it raises.
 
         Returns the merged counts; with ``on_error="raise"``, a rejected record raises
         ``RecordError`` (first rejected line, numbered across the whole bag) once the
-        audit entry is written. Rejected records are never in the output.
+        audit entry is written and the output published. Rejected records are never in
+        the output.
         """
+        staged = [o for o in outputs if isinstance(o, StagedFiles)]
+        try:
+            stats = self._run(outputs, audit)
+            self.results = [o.publish() if isinstance(o, StagedFiles) else r
+                            for o, r in zip(outputs, self.results, strict=True)]
+        except BaseException:
+            for o in staged:
+                o.discard()
+            raise
+        if self.on_error == "raise" and stats.rejected:
+            kind = min(stats.errors, key=lambda k: stats.errors[k]["records"][:1] or [0])
+            first = stats.errors[kind]["records"]
+            raise RecordError(kind, f"{stats.rejected} record(s) rejected and left out",
+                              position=first[0] if first else None)
+        return stats
+
+    def _run(self, outputs: tuple[Any, ...], audit: AuditLog | None) -> RunStats:
         plan = _AuditPlan(self.policy, [], [
             _RuleInfo(i, r.path, REGISTRY[r.action]) for i, r in enumerate(self.policy.rules, 1)])
         run = audit.start(plan) if audit is not None else None  # type: ignore[arg-type]
         stats = RunStats()
         status = "failed"
         try:
-            *results, parts = dask.compute(*outputs, self._counts, optimize_graph=False)
+            computed = [o.writes() if isinstance(o, StagedFiles) else o for o in outputs]
+            *results, parts = _compute(*computed, self._counts)
             offset = 0
             uses: set[tuple[tuple[str, str], ...]] = set()
             for part in parts:
@@ -251,11 +380,6 @@ class BagJob:
             if run is not None:
                 run.finish(stats, status)
         self.results = results
-        if self.on_error == "raise" and stats.rejected:
-            kind = min(stats.errors, key=lambda k: stats.errors[k]["records"][:1] or [0])
-            first = stats.errors[kind]["records"]
-            raise RecordError(kind, f"{stats.rejected} record(s) rejected and left out",
-                              position=first[0] if first else None)
         return stats
 
 

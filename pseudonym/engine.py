@@ -30,23 +30,30 @@ def _condition(when: dict[str, list[Any]] | None):
     name the few harmless values and treat every other one, an allow-list)."""
     if not when:
         return None
-    tests = [(k[1:], frozenset(v), True) if k.startswith("!") else (k, frozenset(v), False)
-             for k, v in when.items()]
+    tests = [(k[1:], frozenset(_typed(x) for x in v), True) if k.startswith("!")
+             else (k, frozenset(_typed(x) for x in v), False) for k, v in when.items()]
 
     def holds(value: Any) -> bool:
         if type(value) is not dict:
             return False
         for k, listed, negated in tests:
             v = value.get(k)
-            try:
-                found = v in listed
-            except TypeError:
-                found = False
+            kind = _KINDS.get(type(v))
+            found = kind is not None and (kind, v) in listed
             if found is negated:
                 return False
         return True
 
     return holds
+
+
+_KINDS: dict[type, str] = {str: "string", int: "number", float: "number", bool: "boolean",
+                           type(None): "null"}
+"""JSON kinds for ``when``: ``true`` never matches ``1``, nor ``1`` the text ``"1"``."""
+
+
+def _typed(v: Any) -> tuple[str, Any]:
+    return _KINDS[type(v)], v
 
 
 class Plan:

@@ -294,6 +294,9 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
         if outl:
             return outl
         return REMOVE if value else _whole(node, value, mode, hits)
+    if isinstance(value, (dict, list, tuple)):
+        raise RecordError("not-json", "a value is a subclass of dict or list, or a tuple: "
+                          "rules inside it could not apply (pass plain dicts and lists)")
     return _whole(node, value, mode, hits)
 
 

@@ -2,12 +2,23 @@
 
 ``lookup`` computes the pseudonyms a learner's identifier has under a policy, with every
 key of the ring (data sets made before a rotation carry the old key's pseudonyms), so
-that their records can be found. It needs the key and leaves an audit entry with the
-stated reason and a keyed digest of the identifier, never the identifier in clear.
+that their records can be found. Each pseudonym comes from the very function ``anonymise``
+runs for the rule, on the value the identifier stands for in that field, so the two
+agree by construction. It needs the key and leaves an audit entry with the stated reason
+and a keyed digest of the identifier, never the identifier in clear.
+
+An ``agent`` rule replaces a whole xAPI Agent, so the identifier is read as the Agent it
+stands for: always as an account name (any text can be one), and also as a mailbox when
+it is an e-mail address or a ``mailto:`` IRI (then only as a mailbox), as a mailbox SHA-1
+when it is 40 hex digits, as an OpenID when it is an http(s) URL. A JSON object is taken
+as the Agent itself. Record-aware keyed actions (``date_shift``) give no pseudonym of an
+identifier: they, and rules that cannot take the identifier, are listed as skipped.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
@@ -22,6 +33,10 @@ from .policy import Policy
 DIGEST_PURPOSE = "pseudonym lookup digest v1"
 """The same derivation ``reidentify`` uses for its token digests."""
 
+_EMAIL = re.compile(r"[^@\s:/]+@[^@\s/]+")
+_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
+_OPENID = re.compile(r"https?://\S+", re.IGNORECASE)
+
 
 def digest(keys: KeyRing, value: Any) -> str:
     """Keyed digest of a looked-up value: lets a key holder confirm later what was looked
@@ -29,33 +44,90 @@ def digest(keys: KeyRing, value: Any) -> str:
     return hmac_sha256(keys.active.derive(DIGEST_PURPOSE), canonical_bytes(value)).hex()
 
 
+def agent_forms(identifier: Any) -> list[tuple[str, Any]]:
+    """The xAPI Agents an identifier may stand for, each with how it was read."""
+    if type(identifier) is dict:
+        return [("agent", identifier)]
+    if type(identifier) is not str:
+        return [("account.name", {"account": {"name": identifier}})]
+    text = identifier.strip()
+    if text.lower().startswith("mailto:"):
+        return [("mbox", {"mbox": identifier})]
+    forms: list[tuple[str, Any]] = []
+    if _EMAIL.fullmatch(text):
+        forms.append(("mbox", {"mbox": identifier}))
+    elif _SHA1.fullmatch(text):
+        forms.append(("mbox_sha1sum", {"mbox_sha1sum": identifier}))
+    elif _OPENID.fullmatch(text):
+        forms.append(("openid", {"openid": identifier}))
+    return [*forms, ("account.name", {"account": {"name": identifier}})]
+
+
+@dataclass
+class LookupResult:
+    """``rows``: one per keyed rule, key and way of reading the identifier (rule number,
+    path, action, as, key id, active, pseudonym). ``skipped``: the keyed rules that gave
+    none, with why (rule, path, action, why); never the identifier."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _readings(action: str, identifier: Any) -> list[tuple[str, Any]]:
+    return agent_forms(identifier) if action == "agent" else [("value", identifier)]
+
+
 def lookup(identifier: Any, policy: Policy, *, keys: KeyRing, reason: str,
-           audit: AuditLog | None = None) -> list[dict[str, Any]]:
-    """One row per keyed rule and key: rule number, path, action, key id, pseudonym."""
+           audit: AuditLog | None = None) -> LookupResult:
+    """The pseudonyms ``identifier`` has under each keyed rule of ``policy`` and each key."""
     if not isinstance(reason, str) or not reason.strip():
         raise PseudonymError("a lookup needs a stated reason")
-    keyed = [(i, r, o) for i, (r, o) in enumerate(zip(policy.rules, policy.options,
-                                                        strict=True), 1)
-             if REGISTRY[r.action].keyed]
+    result = LookupResult()
+    keyed = []
+    for i, (r, o) in enumerate(zip(policy.rules, policy.options, strict=True), 1):
+        act = REGISTRY[r.action]
+        if not act.keyed:
+            continue
+        if act.record_aware:
+            result.skipped.append({
+                "rule": i, "path": r.path, "action": r.action,
+                "why": "record-aware: its output depends on the rest of the record, so it "
+                       "is no pseudonym of an identifier"})
+        else:
+            keyed.append((i, r, o))
     if not keyed:
-        raise PseudonymError(f"policy {policy.name!r} has no keyed (hash or encrypt) rule: "
-                             "its output holds no pseudonym to look up")
-    rows: list[dict[str, Any]] = []
+        raise PseudonymError(f"policy {policy.name!r} has no keyed rule that gives a "
+                             "pseudonym of an identifier (hash, encrypt, agent, learner_id; "
+                             "date_shift is record-aware): its output holds no pseudonym to "
+                             "look up")
+    failed: dict[int, str] = {}
     for key in keys._keys:
-        ring = KeyRing([key])
-        ctx = BuildContext(policy.domain, ring)
+        ctx = BuildContext(policy.domain, KeyRing([key]))
         for i, r, o in keyed:
             fn = REGISTRY[r.action].build(o, ctx)
-            try:
-                value = fn(identifier) if fn is not None else identifier
-            except ActionError:
-                continue
-            rows.append({"rule": i, "path": r.path, "action": r.action,
-                         "key_id": key.key_id, "active": key is keys.active,
-                         "pseudonym": value})
+            for read_as, value in _readings(r.action, identifier):
+                try:
+                    out = fn(value) if fn is not None else value
+                except ActionError as e:
+                    failed.setdefault(i, f"cannot take the identifier: {e}")
+                    continue
+                if r.action == "agent":
+                    out = out.get("account", {}).get("name") if type(out) is dict else None
+                    if out is None:
+                        failed.setdefault(i, "the agent has no identifier of its own")
+                        continue
+                result.rows.append({"rule": i, "path": r.path, "action": r.action,
+                                    "as": read_as, "key_id": key.key_id,
+                                    "active": key is keys.active, "pseudonym": out})
+    done = {row["rule"] for row in result.rows}
+    result.skipped.extend({"rule": i, "path": r.path, "action": r.action, "why": failed[i]}
+                          for i, r, _ in keyed if i in failed and i not in done)
+    result.skipped.sort(key=lambda s: s["rule"])
     if audit is not None:
         audit.append({"entry": "lookup", "at": now(), "reason": reason.strip(),
                       "policy": policy.describe(), "key_ids": keys.key_ids,
                       "identifier_digest": digest(keys, identifier),
-                      "pseudonyms": len(rows), "library": f"pseudonym {__version__}"})
-    return rows
+                      "pseudonyms": len(result.rows),
+                      "skipped_rules": [s["rule"] for s in result.skipped],
+                      "library": f"pseudonym {__version__}"})
+    return result

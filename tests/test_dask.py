@@ -162,3 +162,116 @@ def test_outputs_and_counts_share_one_pass_over_the_data(monkeypatch, key_file, 
                                       compute=False)
         stats = job.run(writes)
     assert len(calls) == 3 and stats.written == 12
+
+
+def published(directory) -> list[str]:
+    """Everything under the output directory, hidden entries included."""
+    if not directory.exists():
+        return []
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+class WatchedAudit(AuditLog):
+    """An audit log that notes which output files existed when its entry was written."""
+
+    watch = None
+    seen: list[str] | None = None
+
+    def append(self, entry):
+        self.seen = [p for p in published(self.watch) if not p.startswith(".")]
+        return super().append(entry)
+
+
+def test_staged_output_is_published_only_after_the_audit_entry(client, key_file, tmp_path):
+    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
+                        key=KeyRef.file(key_file))
+    out = tmp_path / "out"
+    writes = job.to_textfiles(str(out / "part-*.jsonl"))
+    assert published(out) == []
+    audit = WatchedAudit.open(tmp_path / "audit.jsonl")
+    audit.watch = out
+    stats = job.run(writes, audit=audit)
+    assert audit.seen == []  # nothing published before the entry was written
+    assert published(out) == ["part-0.jsonl", "part-1.jsonl", "part-2.jsonl"]
+    got = "".join((out / f"part-{i}.jsonl").read_text() for i in range(3))
+    want = [json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in anonymise(
+        [json.loads(x) for x in lines], Policy.load(POLICY), keys=KeyRing([KEY]))]
+    assert [json.loads(x) for x in got.splitlines()] == [json.loads(x) for x in want]
+    assert got.endswith("\n") and stats.written == len(lines)
+    assert job.results[0] == [str(out / f"part-{i}.jsonl") for i in range(3)]
+    assert json.loads((tmp_path / "audit.jsonl").read_text())["status"] == "completed"
+
+
+def test_a_failing_partition_leaves_no_output(client, key_file, tmp_path):
+    """One partition fails at once while the others are still writing theirs."""
+    import time
+
+    def slow_or_failing(items):
+        items = list(items)
+        if "FAIL" in items:
+            raise RuntimeError("this partition cannot be read")
+        time.sleep(1)
+        return items
+
+    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    bag = db.from_sequence([*lines[:6], "FAIL", *lines[6:]], npartitions=3)
+    assert bag.npartitions == 3
+    job = anonymise_bag(bag.map_partitions(slow_or_failing), POLICY, key=KeyRef.file(key_file))
+    out = tmp_path / "out"
+    writes = job.to_textfiles(str(out / "part-*.jsonl.gz"))
+    with AuditLog.open(tmp_path / "a") as audit, pytest.raises(RuntimeError, match="cannot"):
+        job.run(writes, audit=audit)
+    time.sleep(1.5)  # a writer still running after the run returned would show up by now
+    assert published(out) == [] and not out.exists()
+    assert json.loads((tmp_path / "a").read_text())["status"] == "failed"
+
+
+def test_a_worker_without_the_key_leaves_no_output(client, tmp_path):
+    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README").write_text("not ours\n")
+    job = anonymise_bag(db.from_sequence(lines, npartitions=2), POLICY,
+                        key=KeyRef.env("PSEUDONYM_TEST_UNSET_KEY", key_ids=[KEY.key_id]))
+    writes = job.to_textfiles(str(out))
+    with pytest.raises(KeyRingError, match="not set"):
+        job.run(writes)
+    assert published(out) == ["README"]
+
+
+def test_a_failing_audit_append_publishes_nothing(client, key_file, tmp_path):
+    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
+                        key=KeyRef.file(key_file))
+    out = tmp_path / "out"
+    writes = job.to_textfiles(str(out / "part-*.jsonl.gz"))
+    audit = AuditLog.open(tmp_path / "audit.jsonl")
+    (tmp_path / "audit.jsonl").unlink()
+    (tmp_path / "audit.jsonl").mkdir()  # the entry cannot be appended
+    from pseudonym.errors import AuditError
+    with pytest.raises(AuditError, match="cannot write audit entry"):
+        job.run(writes, audit=audit)
+    assert published(out) == [] and not out.exists()
+
+
+def test_a_failed_run_returns_only_once_every_writer_has_stopped(client, tmp_path):
+    """So that removing a failed run's staged files cannot race a writer still at work."""
+    import time
+
+    import dask
+
+    from pseudonym.dask import _compute
+
+    def fail():
+        raise RuntimeError("partition failed")
+
+    def slow_writer(path):
+        time.sleep(1)
+        with open(path, "w") as f:
+            f.write("late\n")
+
+    late = tmp_path / "late"
+    with pytest.raises(RuntimeError, match="partition failed"):
+        _compute([dask.delayed(slow_writer)(str(late))], dask.delayed(fail)())
+    assert late.exists()

@@ -225,3 +225,32 @@ def test_lookup_json_identifier_matches_integer_user_ids(tmp_path):
     r = run_cli("lookup", "-p", str(policy), "--reason", "r", "-a", str(tmp_path / "a"),
                 "--json", "--format", "json", "12345", env=env)
     assert json.loads(r.stdout)[0]["pseudonym"] == pseudonym
+
+
+def test_lookup_prints_the_actor_pseudonym_an_xapi_statement_gets(tmp_path):
+    env = key_env()
+    statement = {**first_trace(), "actor": {"mbox": "mailto:ada@example.org"}}
+    r = run_cli("anonymise", "-p", "xapi", env=env, stdin=json.dumps(statement).encode() + b"\n")
+    assert r.returncode == 0, r.stderr
+    actor = json.loads(r.stdout)["actor"]["account"]["name"]
+    audit = tmp_path / "a.jsonl"
+    r = run_cli("lookup", "-p", "xapi", "--reason", "DSR-4", "-a", str(audit), "-", env=env,
+                stdin=b"mailto:ada@example.org\n")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.decode().splitlines() if "\tagent\t$.actor (as mbox)\t" in x)
+    assert line.endswith(json.dumps(actor))
+    assert "ada@example.org" not in audit.read_text()
+
+
+def test_lookup_with_a_date_shift_rule_notes_the_skipped_rule(tmp_path):
+    policy = tmp_path / "shift.yaml"
+    policy.write_text("name: s\nversion: '1'\ndomain: d\nrules:\n"
+                      "  - {path: $.u, action: hash, why: user}\n"
+                      "  - {path: $.t, action: date_shift, options: {days: 10, learner: $.u},"
+                      " why: when}\n")
+    r = run_cli("lookup", "-p", str(policy), "--reason", "r", "-a", str(tmp_path / "a"),
+                "--format", "json", "learner-0042", env=key_env())
+    assert r.returncode == 0, r.stderr
+    assert [row["rule"] for row in json.loads(r.stdout)] == [1]
+    err = r.stderr.decode()
+    assert "rule 2" in err and "date_shift" in err and "learner-0042" not in err

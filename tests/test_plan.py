@@ -180,3 +180,20 @@ def test_a_condition_before_a_json_rule_sees_the_object_inside_json_text():
                unmatched="keep") == {"e": '{"id": 1}'}
     assert run(drop_first, {"e": '{"kind": "open", "id": 1, "v": 2}'},
                unmatched="keep") == {"e": '{"kind": "open", "id": 1, "v": 2}'}
+
+
+def test_when_compares_json_kinds_not_python_equality():
+    rules = [{"path": "$.o", "action": "keep", "when": {"k": [1]}}]
+    assert run(rules, {"o": {"k": 1, "x": "y"}}) == {"o": {"k": 1, "x": "y"}}
+    assert run(rules, {"o": {"k": True, "secret": "x"}}) == {}
+    assert run(rules, {"o": {"k": "1", "secret": "x"}}) == {}
+    assert run(rules, {"o": {"k": [1], "secret": "x"}}) == {}
+
+
+def test_dict_subclasses_cannot_slip_past_inner_rules(keys):
+    from collections import OrderedDict
+    rules = [{"path": "$.actor", "action": "keep"}, {"path": "$.actor.mbox", "action": "drop"}]
+    for sneaky in (OrderedDict(mbox="mailto:a@b.c"), ({"mbox": "mailto:a@b.c"},)):
+        with pytest.raises(RecordError) as e:
+            run(rules, {"actor": sneaky})
+        assert e.value.kind == "not-json" and "a@b.c" not in str(e.value)

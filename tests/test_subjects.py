@@ -1,0 +1,156 @@
+"""lookup (data subject requests): the pseudonyms it gives are the ones anonymise writes."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from pseudonym import anonymise
+from pseudonym.audit import AuditLog
+from pseudonym.keys import KeyRing, MasterKey
+from pseudonym.policy import Policy
+from pseudonym.subjects import lookup
+
+XAPI = Policy.load("xapi")
+EDX = Policy.load("edx")
+STATEMENT = {
+    "id": "4f8b2c1e-9a0d-4c3e-8f5a-2b7d6e1c9a00",
+    "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"},
+    "object": {"id": "https://fun-mooc.fr/courses/x/video/1", "objectType": "Activity"},
+    "timestamp": "2026-03-01T10:00:00+00:00",
+}
+
+
+@pytest.fixture(scope="module")
+def ring() -> KeyRing:
+    return KeyRing([MasterKey.generate(), MasterKey.generate()])
+
+
+def one_key(ring: KeyRing, key_id: str) -> KeyRing:
+    return KeyRing([k for k in ring._keys if k.key_id == key_id])
+
+
+def actor_pseudonym(actor: dict[str, Any], keys: KeyRing) -> str:
+    return anonymise({**STATEMENT, "actor": actor}, XAPI, keys=keys)["actor"]["account"]["name"]
+
+
+def rows_at(rows: list[dict], path: str, read_as: str | None = None) -> dict[str, Any]:
+    """key id -> pseudonym for one rule path (and way of reading the identifier)."""
+    got = {r["key_id"]: r["pseudonym"] for r in rows
+           if r["path"] == path and (read_as is None or r["as"] == read_as)}
+    assert got, f"no row for {path} as {read_as}"
+    return got
+
+
+@pytest.mark.parametrize("name", ["learner-0042", "6f1c2a3e-0b4d-4e5f-8a9b-0c1d2e3f4a5b",
+                                  "jdupont", "12345"])
+def test_an_account_name_gets_the_actor_pseudonym_anonymise_writes(ring, name):
+    result = lookup(name, XAPI, keys=ring, reason="DSR-1")
+    got = rows_at(result.rows, "$.actor", "account.name")
+    assert set(got) == set(ring.key_ids)
+    for kid, pseudonym in got.items():
+        account = {"homePage": "https://fun-mooc.fr", "name": name}
+        assert pseudonym == actor_pseudonym({"account": account}, one_key(ring, kid))
+    # every agent rule of the policy (authority, instructor, ...) shares that pseudonym
+    agent_rows = [r for r in result.rows if r["action"] == "agent"]
+    assert {r["pseudonym"] for r in agent_rows if r["key_id"] == ring.active.key_id} == {
+        got[ring.active.key_id]}
+
+
+@pytest.mark.parametrize("given", ["mailto:ada@example.org", "ada@example.org",
+                                   "MAILTO:Ada@Example.org "])
+def test_an_e_mail_address_gets_the_mbox_actor_pseudonym(ring, given):
+    result = lookup(given, XAPI, keys=ring, reason="DSR-2")
+    got = rows_at(result.rows, "$.actor", "mbox")
+    for kid, pseudonym in got.items():
+        keys = one_key(ring, kid)
+        assert pseudonym == actor_pseudonym({"mbox": "mailto:ada@example.org"}, keys)
+        sha = hashlib.sha1(b"mailto:ada@example.org").hexdigest()
+        assert pseudonym == actor_pseudonym({"mbox_sha1sum": sha}, keys)
+    if given.lower().startswith("mailto:"):
+        assert not [r for r in result.rows if r["as"] == "account.name"]
+    else:  # a bare address may also be an account name (platforms that log in by e-mail)
+        got = rows_at(result.rows, "$.actor", "account.name")
+        kid = ring.active.key_id
+        assert got[kid] == actor_pseudonym({"account": {"homePage": "https://h",
+                                                        "name": given}}, one_key(ring, kid))
+
+
+def test_a_mailbox_sha1_and_an_openid_get_their_actor_pseudonyms(ring):
+    sha = hashlib.sha1(b"mailto:ada@example.org").hexdigest().upper()
+    openid = "https://id.example.org/ada"
+    kid = ring.active.key_id
+    keys = one_key(ring, kid)
+    by_sha = rows_at(lookup(sha, XAPI, keys=ring, reason="r").rows, "$.actor", "mbox_sha1sum")
+    assert by_sha[kid] == actor_pseudonym({"mbox": "mailto:ada@example.org"}, keys)
+    by_id = rows_at(lookup(openid, XAPI, keys=ring, reason="r").rows, "$.actor", "openid")
+    assert by_id[kid] == actor_pseudonym({"openid": openid}, keys)
+
+
+def test_an_agent_given_as_json_is_taken_as_it_is(ring):
+    agent = {"account": {"homePage": "https://lms.example.org", "name": "ada"}}
+    got = rows_at(lookup(agent, XAPI, keys=ring, reason="r").rows, "$.actor", "agent")
+    kid = ring.active.key_id
+    assert got[kid] == actor_pseudonym(agent, one_key(ring, kid))
+
+
+def test_edx_usernames_and_user_ids_agree_with_anonymise(ring):
+    event = {"username": "jdupont", "event_type": "play_video",
+             "context": {"user_id": 4242, "username": "jdupont"}, "event": {}}
+    for kid in ring.key_ids:
+        out = anonymise(event, EDX, keys=one_key(ring, kid))
+        names = lookup("jdupont", EDX, keys=ring, reason="r").rows
+        assert rows_at(names, "$.username")[kid] == out["username"]
+        assert rows_at(names, "$.context.username")[kid] == out["context"]["username"]
+        ids = lookup(4242, EDX, keys=ring, reason="r").rows
+        assert rows_at(ids, "$.context.user_id")[kid] == out["context"]["user_id"]
+    # the linkage the policies promise: the edX username's pseudonym is the xAPI account's
+    xapi = rows_at(lookup("jdupont", XAPI, keys=ring, reason="r").rows, "$.actor")
+    assert xapi == rows_at(lookup("jdupont", EDX, keys=ring, reason="r").rows, "$.username")
+
+
+DATE_SHIFT = """\
+name: shifted
+version: "1"
+domain: d
+rules:
+  - {path: $.actor, action: agent, options: {home_page: "https://p"}, why: who}
+  - {path: $.timestamp, action: date_shift, options: {days: 10, learner: $.actor}, why: when}
+"""
+
+
+def test_record_aware_rules_are_skipped_and_said_so(ring, tmp_path):
+    path = tmp_path / "shifted.yaml"
+    path.write_text(DATE_SHIFT)
+    policy = Policy.load(path)
+    audit = tmp_path / "audit.jsonl"
+    with AuditLog.open(audit) as log:
+        result = lookup("learner-0042", policy, keys=ring, reason="DSR-9", audit=log)
+    assert {r["rule"] for r in result.rows} == {1}
+    [skip] = result.skipped
+    assert skip["rule"] == 2 and skip["action"] == "date_shift"
+    assert "record" in skip["why"]
+    text = audit.read_text()
+    assert "learner-0042" not in text
+    assert '"skipped_rules":[2]' in text.replace(" ", "")
+
+
+def test_a_rule_that_cannot_take_the_identifier_is_reported_not_hidden(ring):
+    result = lookup({"not": "a username"}, EDX, keys=ring, reason="r")
+    skipped = {s["rule"]: s for s in result.skipped}
+    learner_rules = [i for i, r in enumerate(EDX.rules, 1) if r.action == "learner_id"]
+    assert set(learner_rules) <= set(skipped)
+    assert all("not a username" not in s["why"] for s in result.skipped)
+    assert not [r for r in result.rows if r["rule"] in skipped]
+
+
+def test_a_policy_with_only_record_aware_keyed_rules_is_refused(ring, tmp_path):
+    from pseudonym.errors import PseudonymError
+    path = tmp_path / "only.yaml"
+    path.write_text(DATE_SHIFT.replace(
+        '  - {path: $.actor, action: agent, options: {home_page: "https://p"}, why: who}\n',
+        "  - {path: $.actor, action: keep, why: who}\n"))
+    with pytest.raises(PseudonymError, match="no pseudonym"):
+        lookup("learner-0042", Policy.load(path), keys=ring, reason="r")
