@@ -129,7 +129,8 @@ def test_interrupted_run_publishes_nothing_and_is_audited(work, sig):
     assert_nothing_published(work)
     entry = only_entry(work)
     assert entry["status"] == "interrupted"
-    assert entry["records"]["written"] == entry["records"]["read"] <= 1000
+    # The signal may land between reading a record and writing it, never after the end.
+    assert entry["records"]["written"] <= entry["records"]["read"] <= 1000
 
 
 def test_truncated_gzip_input_fails_clearly_and_publishes_nothing(work):
