@@ -48,7 +48,7 @@ def test_tracking_log_lines_lose_their_prefix(key, tmp_path):
     out = r.stdout.decode().splitlines()
     assert len(out) == len(lines)
     text = r.stdout.decode()
-    for leak in ("172.18.0.99", "[user 6]", "4242", "logger.py", "[tracking]"):
+    for leak in ("172.18.0.99", "[user 6]", "INFO 4242", "logger.py", "[tracking]"):
         assert leak not in text
     validator = Validator(ModelSelector("ralph.models.edx"))
     for line in out:
@@ -65,7 +65,7 @@ def test_a_bad_prefixed_line_is_reported_without_its_values(key):
     assert r.returncode == 1
     err = r.stderr.decode()
     assert "line 2" in err
-    for leak in ("172.18.0.99", "user 6", "jdupont", "4242"):
+    for leak in ("172.18.0.99", "user 6", "jdupont", "INFO 4242"):
         assert leak not in err
     assert len(r.stdout.decode().splitlines()) == 1
 
