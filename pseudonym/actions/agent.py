@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from ..canonical import canonical_bytes, normaliser
+from ..canonical import canonical_bytes
 from .base import ActionError, BuildContext, action
-from .keyed import HashOptions, encoder
+from .keyed import HashOptions, keyed_encoding
 
 _IFIS = ("mbox", "mbox_sha1sum", "openid", "account")
 _KINDS = ("Agent", "Group")
@@ -96,13 +96,11 @@ def agent_identifiers(value: Any) -> list[str]:
                 "account, mailbox (mbox or mbox_sha1sum) or openid gives the same account "
                 "wherever it stands. An Agent with no identifier rejects the record.")
 def agent(options: AgentOptions, ctx: BuildContext):
-    digest = ctx.hasher("agent").digest
-    encode = encoder(options)
-    norm = normaliser(options.normalise)
+    pseudonym, norm = keyed_encoding(options, ctx, "agent")
     home = options.home_page
 
     def account(ident: bytes) -> dict[str, Any]:
-        return {"homePage": home, "name": str(encode(digest(ident)))}
+        return {"homePage": home, "name": str(pseudonym(ident))}
 
     def one(value: Any, depth: int) -> dict[str, Any]:
         if type(value) is not dict:

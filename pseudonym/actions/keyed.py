@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -59,20 +60,27 @@ def encoder(options: HashOptions):
     return lambda d: (int.from_bytes(d[:8], "big") >> shift) % span + 1
 
 
+def keyed_encoding(options: HashOptions, ctx: BuildContext, action: str
+                   ) -> tuple[Callable[[bytes], Any], Callable[[str], str] | None]:
+    """Bytes to pseudonym in the options' encoding, and the options' normaliser: one
+    definition for every action whose pseudonyms must link (hash, learner_id, agent)."""
+    digest = ctx.hasher(action).digest
+    encode = encoder(options)
+    return (lambda data: encode(digest(data))), normaliser(options.normalise)
+
+
 @action("hash", HashOptions, keyed=True, linkable=True,
         summary="Replace the value with a keyed, one-way pseudonym: HMAC-SHA-256 under a "
                 "key derived from the master key and the policy's domain. Equal values "
                 "get equal pseudonyms within a domain; null stays null.")
 def hash_(options: HashOptions, ctx: BuildContext):
-    digest = ctx.hasher("hash").digest
-    encode = encoder(options)
-    norm = normaliser(options.normalise)
+    pseudonym, norm = keyed_encoding(options, ctx, "hash")
 
     def run(value: Any) -> Any:
         if value is None:
             return None
         try:
-            return encode(digest(canonical_bytes(value, norm)))
+            return pseudonym(canonical_bytes(value, norm))
         except ValueError:
             raise ActionError("value has no canonical form (non-finite number)") from None
 

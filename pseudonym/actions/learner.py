@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..canonical import canonical_bytes, normaliser
+from ..canonical import canonical_bytes
 from .base import ActionError, BuildContext, Options, action, scalar_identifiers
-from .keyed import HashOptions, encoder
+from .keyed import HashOptions, keyed_encoding
 
 
 class LearnerOptions(HashOptions):
@@ -31,9 +31,7 @@ class LearnerOptions(HashOptions):
                 "same domain, normalisation and encoding, the pseudonym equals the one "
                 "`agent` gives an xAPI account holding the same identifier.")
 def learner_id(options: LearnerOptions, ctx: BuildContext):
-    digest = ctx.hasher("learner_id").digest
-    encode = encoder(options)
-    norm = normaliser(options.normalise)
+    pseudonym, norm = keyed_encoding(options, ctx, "learner_id")
 
     def run(value: Any) -> Any:
         t = type(value)
@@ -41,7 +39,7 @@ def learner_id(options: LearnerOptions, ctx: BuildContext):
             return value
         if t is not str and t is not int:
             raise ActionError("a learner id must be text or an integer")
-        out = encode(digest(canonical_bytes(value, norm)))
+        out = pseudonym(canonical_bytes(value, norm))
         return str(out) if t is str else out
 
     return run
