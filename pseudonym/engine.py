@@ -316,21 +316,27 @@ def anonymise_lines(lines: Iterable[bytes | str], policy: Policy, *,
     re-encode themselves: bytes (or str) in, with or without their line ends, JSON bytes
     out, one per accepted record, in order. With ``line_ends``, each ends in a newline,
     ready for ``file.writelines``. Blank lines are skipped; positions are line numbers."""
+    reject = _rejecter(on_error)
+    return _lines(compile_plan(policy, keys), lines, audit, reject, line_ends)
+
+
+def _rejecter(on_error: str) -> Callable[[RecordError], None]:
+    """What happens to a record that fails: raised again, or left out (it is counted)."""
     if on_error not in ("raise", "skip"):
         raise ValueError("on_error must be 'raise' or 'skip'")
-    return _lines(compile_plan(policy, keys), lines, audit, on_error, line_ends)
-
-
-def _lines(plan: Plan, lines: Iterable[bytes | str], audit: AuditLog | None, on_error: str,
-           line_ends: bool) -> Iterator[bytes]:
-    stats = RunStats()
-    run = audit.start(plan) if audit is not None else None
-    status = "interrupted"
 
     def reject(e: RecordError) -> None:
         if on_error == "raise":
             raise e
 
+    return reject
+
+
+def _lines(plan: Plan, lines: Iterable[bytes | str], audit: AuditLog | None,
+           reject: Callable[[RecordError], None], line_ends: bool) -> Iterator[bytes]:
+    stats = RunStats()
+    run = audit.start(plan) if audit is not None else None
+    status = "interrupted"
     raw = (line.encode("utf-8", "surrogatepass") if type(line) is str else line
            for line in lines)
     try:
@@ -353,17 +359,11 @@ def anonymise_block(data: bytes, policy: Policy, *, keys: KeyRing | None = None,
                     on_error: Literal["raise", "skip"] = "raise") -> bytes:
     """A whole block of JSON lines in (a file's or a message batch's bytes), the block of
     treated lines out, each ending in a newline: the fastest entry, one call per block."""
-    if on_error not in ("raise", "skip"):
-        raise ValueError("on_error must be 'raise' or 'skip'")
+    reject = _rejecter(on_error)
     plan = compile_plan(policy, keys)
     stats = RunStats()
     run = audit.start(plan) if audit is not None else None
     status = "failed"
-
-    def reject(e: RecordError) -> None:
-        if on_error == "raise":
-            raise e
-
     try:
         out = run_block(plan, data[3:] if data.startswith(b"\xef\xbb\xbf") else data,
                         stats, 1, reject)
