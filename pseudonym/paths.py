@@ -8,12 +8,14 @@ indices) stays a jsonpath-ng expression, evaluated per record: correct but slowe
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 from typing import Any
 
 from jsonpath_ng import jsonpath as jp
-from jsonpath_ng.ext import parse as _parse
+from jsonpath_ng.ext.parser import ExtendedJsonPathParser
 
 KEY, INDEX, ANY, DESCEND = "key", "index", "any", "descend"
 _WILDCARD = getattr(jp, "Wildcard", None)
@@ -48,16 +50,50 @@ def parse_path(text: str) -> RulePath:
     """Parse a rule path; raises ValueError with a reason when it is not valid JSONPath."""
     if not isinstance(text, str) or not text.strip().startswith("$"):
         raise ValueError("a path must be a JSONPath starting with '$'")
+    return _parse_cached(text)
+
+
+_parser: ExtendedJsonPathParser | None = None
+_parser_lock = threading.Lock()
+
+
+def _parse(text: str) -> Any:
+    """One jsonpath-ng parser for the process: making one loads its LALR tables (about
+    half a millisecond), and a policy's paths are parsed at every start-up. PLY parsers
+    keep state while parsing, hence the lock."""
+    global _parser
+    with _parser_lock:
+        if _parser is None:
+            _parser = ExtendedJsonPathParser()
+        return _parser.parse(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> RulePath:
     try:
         expr = _parse(text)
     except Exception as e:  # jsonpath-ng raises bare Exceptions on syntax errors
         raise ValueError(f"not a valid JSONPath ({e})") from None
+    if _has(expr, jp.Intersect):
+        raise ValueError("'&' (intersection) is not supported: jsonpath-ng parses it but "
+                         "cannot evaluate it")
     try:
         alts = tuple(tuple(s) for s in _steps(expr))
     except Dynamic:
         return RulePath(text, expr, None, _named(expr))
     named = max(sum(s.kind in (KEY, INDEX) for s in a) for a in alts)
     return RulePath(text, expr, alts, named)
+
+
+def _has(e: Any, kind: type) -> bool:
+    """Whether an expression tree holds a node of ``kind`` anywhere."""
+    if isinstance(e, kind):
+        return True
+    if isinstance(e, (list, tuple)):
+        return any(_has(v, kind) for v in e)
+    if type(e).__module__.startswith("jsonpath_ng") and hasattr(e, "__dict__"):
+        return any(_has(v, kind) for v in vars(e).values())
+    return False
 
 
 def _steps(e: Any) -> list[list[Step]]:

@@ -57,6 +57,15 @@ def test_bad_jsonpath_is_a_load_error_naming_the_rule(tmp_path):
     assert e.value.rule == 2 and e.value.field == "path" and "JSONPath" in str(e.value)
 
 
+@pytest.mark.parametrize("path", ["$&actor.mbox", "$.a[?(@.b & @.c)]", "$.a.(b & c)"])
+def test_jsonpath_that_jsonpath_ng_cannot_evaluate_is_a_load_error(tmp_path, path):
+    """Found by fuzzing: '&' parses but raised NotImplementedError on the first record."""
+    text = GOOD + f"  - path: {path!r}\n    action: keep\n"
+    with pytest.raises(PolicyError) as e:
+        Policy.load(write(tmp_path, text))
+    assert e.value.rule == 2 and e.value.field == "path"
+
+
 def test_unknown_action_lists_known_ones(tmp_path):
     with pytest.raises(PolicyError) as e:
         Policy.load(write(tmp_path, GOOD.replace("action: keep", "action: shred")))
