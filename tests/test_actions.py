@@ -154,3 +154,38 @@ def test_generalise_wrong_type_rejects_the_record_without_echoing_it():
 
 def test_remove_sentinel_is_unique():
     assert repr(REMOVE) == "REMOVE"
+
+
+@pytest.mark.parametrize("name", ["hash", "learner_id"])
+def test_keyed_memo_is_bounded_and_never_changes_a_pseudonym(monkeypatch, name):
+    """Keyed actions remember recent pseudonyms (learners' statements come in runs). The
+    memo must give what the key gives, stay within its size, and forget when full."""
+    from pseudonym.actions import keyed
+
+    keys = KeyRing.generate()
+    fresh = {v: build(name, keys)(v) for v in map(str, range(12))}
+    monkeypatch.setattr(keyed, "MEMO_ENTRIES", 4)
+    computed: list[bytes] = []
+    real = BuildContext.hasher
+
+    def spying_hasher(self, action):
+        h = real(self, action)
+
+        class Spy:
+            key_id = h.key_id
+
+            @staticmethod
+            def digest(data: bytes) -> bytes:
+                computed.append(data)
+                return h.digest(data)
+        return Spy()
+
+    monkeypatch.setattr(BuildContext, "hasher", spying_hasher)
+    run = build(name, keys)
+    for _ in range(3):
+        assert run("1") == fresh["1"]
+    assert len(computed) == 1, "a value seen moments ago is not recomputed"
+    for v in map(str, range(12)):
+        assert run(v) == fresh[v]
+    assert run("1") == fresh["1"]
+    assert len(computed) == 1 + 12, "the memo forgot once it held MEMO_ENTRIES values"

@@ -182,3 +182,59 @@ def test_lines_trickling_through_a_pipe_come_out_as_they_arrive():
         p.stdin.close()
         p.wait(timeout=30)
     assert p.returncode == 0
+
+
+def test_spooled_results_leave_nothing_behind_on_success_or_failure(tmp_path, monkeypatch):
+    """With an output descriptor, workers hand blocks back as spool files in a private
+    directory beside the output; the run removes it whether it completes or fails."""
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    policy, keys = Policy.load(POLICY), KeyRing.from_env()
+    data = (EXAMPLES / "traces.jsonl").read_bytes() * 50
+    want = cli("anonymise", "--policy", POLICY, stdin=data).stdout
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    with open(out_dir / "result.jsonl", "wb") as f:
+        run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000),
+                     2, parallel.SpoolTo(f.fileno(), str(out_dir)), RunStats())
+    assert (out_dir / "result.jsonl").read_bytes() == want
+    assert os.listdir(out_dir) == ["result.jsonl"]
+
+    monkeypatch.setattr(parallel, "_start_methods", lambda: ["spawn"])
+    monkeypatch.setenv("PSEUDONYM_KEY", MasterKey.generate().text)  # workers find another
+    with open(out_dir / "failed.jsonl", "wb") as f, \
+            pytest.raises(PseudonymError, match="worker process stopped"):
+        run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000),
+                     2, parallel.SpoolTo(f.fileno(), str(out_dir)), RunStats())
+    assert sorted(os.listdir(out_dir)) == ["failed.jsonl", "result.jsonl"]
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+@pytest.mark.parametrize("into", ["file", "pipe"])
+def test_a_spool_file_moves_into_a_file_or_a_pipe_whole_and_is_deleted(
+        tmp_path, monkeypatch, kernel, into):
+    """copy_file_range between files, sendfile into a pipe, reads and writes where the
+    kernel offers neither: the same bytes, appended where the output stands."""
+    if not kernel:
+        monkeypatch.setattr(parallel, "_kernel_copy", None)
+    payload = bytes(range(256)) * 9000  # more than a pipe holds and than one read
+    spool = tmp_path / "block"
+    spool.write_bytes(payload)
+    if into == "file":
+        with open(tmp_path / "out", "wb") as f:
+            f.write(b"head\n")
+            f.flush()
+            parallel.move_into(f.fileno(), str(spool))
+        got = (tmp_path / "out").read_bytes()
+    else:
+        r, w = os.pipe()
+        reader = subprocess.Popen([sys.executable, "-c",
+                                   "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+                                  stdin=r, stdout=subprocess.PIPE)
+        os.close(r)
+        os.write(w, b"head\n")
+        parallel.move_into(w, str(spool))
+        os.close(w)
+        got = reader.communicate(timeout=60)[0]
+    assert got == b"head\n" + payload
+    assert not spool.exists()

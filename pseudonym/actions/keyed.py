@@ -13,6 +13,10 @@ from ..canonical import Normaliser, canonical_bytes, normaliser
 from .base import ActionError, BuildContext, Options, action
 
 _HEX_DEFAULT, _B32_DEFAULT = 32, 26
+MEMO_ENTRIES = 1 << 14
+"""Pseudonyms each keyed encoding remembers. A learner's statements come in runs (a video
+session is dozens of them), so most values were seen moments ago; the memo holds values
+the process already holds, is bounded, and starts afresh when full."""
 
 
 class HashOptions(Options):
@@ -66,7 +70,17 @@ def keyed_encoding(options: HashOptions, ctx: BuildContext, action: str
     definition for every action whose pseudonyms must link (hash, learner_id, agent)."""
     digest = ctx.hasher(action).digest
     encode = encoder(options)
-    return (lambda data: encode(digest(data))), normaliser(options.normalise)
+    memo: dict[bytes, Any] = {}
+
+    def pseudonym(data: bytes) -> Any:
+        out = memo.get(data)
+        if out is None:
+            if len(memo) >= MEMO_ENTRIES:
+                memo.clear()
+            out = memo[data] = encode(digest(data))
+        return out
+
+    return pseudonym, normaliser(options.normalise)
 
 
 @action("hash", HashOptions, keyed=True, linkable=True,
