@@ -128,6 +128,34 @@ def test_blocks_hold_whole_lines_numbered_from_one(lines, size, final_newline, b
         assert blocks[-1][0] == expected_line
 
 
+class _Trickle(io.RawIOBase):
+    """A pipe: each read returns at most a few bytes."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self.data, self.most = data, most
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.most if n < 0 else min(n, self.most)
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+@given(lines_st, st.integers(1, 50), st.integers(1, 7), st.booleans(), st.booleans())
+def test_stream_blocks_hold_whole_lines_of_about_the_size_asked(lines, size, most,
+                                                                final_newline, bom):
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    raw = (BOM if bom else b"") + data
+    blocks = [t[0] for t in stream_blocks(_Trickle(raw, most), size)]
+    assert b"".join(blocks) == raw.removeprefix(BOM)
+    assert all(b.endswith(b"\n") for b in blocks[:-1])
+    assert all(blocks)
+    # short reads are joined: one block at most per `size` bytes read, plus the tail
+    assert len(blocks) <= -(-len(raw) // size) + 1
+
+
 @given(lines_st, st.integers(1, 50), st.booleans(), st.booleans())
 def test_file_ranges_hold_whole_lines(tmp_path_factory, lines, size, final_newline, bom):
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
