@@ -168,8 +168,13 @@ def _anonymise(a: argparse.Namespace) -> int:
                     out.stream.flush()
                     sink = SpoolTo(out.stream.fileno(),
                                    str(out.path.parent) if out.path is not None else None)
+
+                    def block_done(s: RunStats) -> None:
+                        out.sync_so_far()  # the parent's idle time, not a serial end
+                        advance(s)
+
                     run_parallel(plan, spec, _read(tasks, a.input), a.workers, sink, stats,
-                                 report, advance)
+                                 report, block_done)
                 else:
                     live = out.path is None
                     for first_line, block in _read(iter_blocks(src), a.input):

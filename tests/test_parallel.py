@@ -266,3 +266,23 @@ def test_a_spool_file_moves_into_a_file_or_a_pipe_whole_and_is_deleted(
         got = reader.communicate(timeout=60)[0]
     assert got == b"head\n" + payload
     assert not spool.exists()
+
+
+def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch):
+    """With workers, the parent flushes the output to disk each SYNC_BYTES while they work,
+    so the fsync before publishing is not the whole output at once; stdout is left alone."""
+    from pseudonym import jsonlines
+
+    synced: list[int] = []
+    monkeypatch.setattr(jsonlines, "SYNC_BYTES", 1000)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size))
+    with jsonlines.AtomicOutput(tmp_path / "out.jsonl") as out:
+        for _ in range(5):
+            out.stream.write(b"x" * 600)
+            out.sync_so_far()
+        out.commit()
+    assert synced == [1200, 2400]
+    assert (tmp_path / "out.jsonl").read_bytes() == b"x" * 3000
+    with jsonlines.AtomicOutput(None) as out:
+        out.sync_so_far()
+    assert synced == [1200, 2400]
