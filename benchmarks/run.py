@@ -260,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
           f"best of {a.repeat}", file=sys.stderr)
 
     best: dict[str, Result] = {}
+    ceilings: list[float] = []
     for _ in range(a.repeat):
+        if a.wait_idle:
+            wait_idle()
+        ceilings.append(machine_ceiling())
         for name, cmd in contenders:
             _remove(Path(cmd[-1]))  # deleting the last run's output is not the contender's job
             if a.wait_idle:
@@ -310,12 +314,19 @@ def main(argv: list[str] | None = None) -> int:
         for out in outputs.values():
             out.unlink()
 
-    print(report(policy, a, best, memory, big, started, load_before))
+    print(report(policy, a, best, memory, big, started, load_before, max(ceilings)))
     return 0
 
 
+def machine_ceiling() -> float:
+    """The speed-up two processes reach on this machine right now (``scaling.py``)."""
+    out = subprocess.run([sys.executable, str(HERE / "scaling.py")], capture_output=True,
+                         text=True, check=True).stdout
+    return float(out.rsplit("ceiling for 2 workers: ", 1)[1].rstrip().rstrip("x"))
+
+
 def report(policy, a, best: dict[str, Result], memory, big: dict[str, Result],
-           started: str, load_before: float) -> str:
+           started: str, load_before: float, ceiling: float) -> str:
     one = best["pseudonym CLI, 1 process"]
     rate = {k: r.records / r.wall for k, r in best.items()}
     lines = [
@@ -369,6 +380,9 @@ def report(policy, a, best: dict[str, Result], memory, big: dict[str, Result],
         ratio = w1.wall / wn.wall
         lines.append(f"- {a.workers} workers / 1 process: **{ratio:.2f}x** at "
                      f"{a.big_lines:,} lines ({verdict(ratio >= 1.7)})")
+    lines.append(f"- for scale, two processes of plain JSON parsing and writing "
+                 f"(`scaling.py`, once per round): at best **{ceiling:.2f}x** on this "
+                 f"machine during the run")
     if len(memory) > 1:
         growth = memory[-1][2] / memory[0][2]
         lines.append(f"- peak RSS at {memory[-1][0]:,} lines / at {memory[0][0]:,}: "
