@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from handwritten import _memo
 
 from pseudonym import KeyRing, MasterKey, Policy, anonymise_block, anonymise_lines
 
@@ -41,6 +42,7 @@ def hand_written(policy: Policy, keys: KeyRing) -> Callable[[dict[str, Any]], di
     cipher = keys.cipher(policy.domain)
     siv, ad, kid = cipher._siv, [policy.domain.encode()], cipher.key_id
 
+    @_memo  # as the engine's keyed actions do (recent learners' values come back)
     def h(text: str) -> bytes:
         return hmac.digest(hkey, text.encode(), "sha256")
 
