@@ -3,9 +3,10 @@ in input order, and the per-block counts merge into the one run's statistics.
 
 The parent only hands out blocks of whole lines and puts the answers in order: from a
 regular file, workers read their byte range themselves and only offsets travel; when the
-output has a file descriptor, blocks read from a stream go to the workers as spool files,
-workers write each block's answer to a spool file, and the parent moves it into the output
-with an in-kernel copy: no block crosses a pipe.
+output has a file descriptor, workers write each block's answer to a spool file and the
+parent moves it into the output with an in-kernel copy, so no answer crosses a pipe.
+Input blocks read from a stream do cross a pipe: they hold the raw records, which are never
+written to disk (a spool file could outlive a killed run).
 On two cores this matters: every millisecond the parent spends pickling, reading and
 writing a block is taken from the workers.
 Workers load the policy and the key themselves (the key from the same environment variable
@@ -190,9 +191,6 @@ def _work(block: bytes | None, path: str | None = None, start: int = 0, end: int
     """One block, lines numbered from 1; the parent shifts the numbers into place. The
     output comes back as bytes, or as the name of the spool file holding it."""
     assert _plan is not None and _spec is not None
-    if block is None and _spec.spool is not None and path is not None and \
-            os.path.dirname(path) == _spec.spool:
-        block = _unspooled(path)
     if block is None:
         assert path is not None
         try:
@@ -224,13 +222,6 @@ def _spooled(data: bytes, directory: str) -> str:
     finally:
         os.close(fd)
     return name
-
-
-def _unspooled(name: str) -> bytes:
-    with open(name, "rb") as f:
-        data = f.read()
-    os.unlink(name)
-    return data
 
 
 def move_into(fd: int, name: str) -> None:
@@ -321,8 +312,6 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
                                  initializer=_init_worker, initargs=(spec,)) as pool:
             try:
                 for task in tasks:
-                    if spec.spool is not None and task[0] is not None:  # a block of a stream
-                        task = (None, _spooled(task[0], spec.spool))
                     pending.append(pool.submit(_work, *task))
                     if len(pending) >= 3 * workers:
                         done(pending.popleft())

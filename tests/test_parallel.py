@@ -286,3 +286,30 @@ def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch
     with jsonlines.AtomicOutput(None) as out:
         out.sync_so_far()
     assert synced == [1200, 2400]
+
+
+def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeypatch):
+    """Only results are spooled to disk: a block of raw input read from standard input
+    goes to a worker in memory, so a killed run cannot leave personal data behind."""
+    import stat
+
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    policy, keys = Policy.load(POLICY), KeyRing.from_env()
+    marker = "raw.marker.person@example.org"
+    record = {"id": "1", "actor": {"objectType": "Agent", "mbox": f"mailto:{marker}"},
+              "verb": {"id": "https://w3id.org/xapi/video/verbs/played"}}
+    data = (json.dumps(record) + "\n").encode() * 3000
+    real_write = os.write
+
+    def guarded_write(fd: int, payload) -> int:  # inherited by the forked workers
+        if stat.S_ISREG(os.fstat(fd).st_mode) and marker.encode() in bytes(payload):
+            raise AssertionError("a raw record was written to a file")
+        return real_write(fd, payload)
+
+    monkeypatch.setattr(os, "write", guarded_write)
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    with open(tmp_path / "out.jsonl", "wb") as f:
+        run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 20_000),
+                     2, parallel.SpoolTo(f.fileno(), str(tmp_path)), RunStats())
+    out = (tmp_path / "out.jsonl").read_bytes()
+    assert out.count(b"\n") == 3000 and marker.encode() not in out
