@@ -58,15 +58,17 @@ def assert_nothing_published(work: Path) -> None:
     assert not list(work.glob(".out.jsonl.*")), "a temporary file was left behind"
 
 
-def test_closed_pipe_downstream_exits_cleanly(work):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_closed_pipe_downstream_exits_cleanly(work, workers):
     """`pseudonym anonymise ... | head -1`: no traceback, no 'Exception ignored' noise."""
-    r = subprocess.run(" ".join(cmd(work, "-i", str(work / "in.jsonl"))) + " | head -1",
+    args = ("-i", str(work / "in.jsonl"), "--workers", workers)
+    r = subprocess.run(" ".join(cmd(work, *args)) + " | head -1",
                        shell=True, capture_output=True, env=ENV, timeout=60,
                        executable="/bin/bash")
     assert r.returncode == 0
     assert json.loads(r.stdout)["n"] == 0
     assert r.stderr == b""
-    p = subprocess.Popen(cmd(work, "-i", str(work / "in.jsonl")), stdout=subprocess.PIPE,
+    p = subprocess.Popen(cmd(work, *args), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=ENV)
     assert p.stdout is not None and p.stderr is not None
     p.stdout.readline()
@@ -78,9 +80,11 @@ def test_closed_pipe_downstream_exits_cleanly(work):
     assert all(e["records"]["written"] < 50_000 for e in entries)
 
 
-def test_full_disk_on_standard_output(work):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_full_disk_on_standard_output(work, workers):
     with open("/dev/full", "wb") as full:
-        r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl")), stdout=full,
+        r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "--workers", workers),
+                           stdout=full,
                            stderr=subprocess.PIPE, env=ENV, timeout=60)
     assert r.returncode == 74
     assert r.stderr == (b"pseudonym: standard output: cannot write (No space left on device); "
