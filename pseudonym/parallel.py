@@ -1,14 +1,14 @@
 """JSON lines on several cores: blocks of lines go to worker processes, results come back
 in input order, and the per-block counts merge into the one run's statistics.
 
-The parent only hands out blocks of whole lines and puts the answers in order: from a
-regular file, workers read their byte range themselves and only offsets travel; when the
-output has a file descriptor, workers write each block's answer to a spool file and the
-parent moves it into the output with an in-kernel copy, so no answer crosses a pipe.
-Input blocks read from a stream do cross a pipe: they hold the raw records, which are never
-written to disk (a spool file could outlive a killed run).
-On two cores this matters: every millisecond the parent spends pickling, reading and
-writing a block is taken from the workers.
+The parent only hands out blocks of whole lines and puts the answers in order, and does as
+little as it can besides: on two cores, every millisecond it spends pickling, reading and
+writing a block is taken from the workers. From a regular file, workers read their byte
+range themselves and only offsets travel; when the output has a file descriptor, workers
+write each block's answer to a spool file and the parent moves it into the output with an
+in-kernel copy, so no answer crosses a pipe. Input blocks read from a stream do cross a
+pipe: they hold the raw records, which are never written to disk (a spool file could
+outlive a killed run).
 Workers load the policy and the key themselves (the key from the same environment variable
 or key file as the parent): the key never crosses a pipe.
 """
