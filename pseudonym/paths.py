@@ -9,6 +9,7 @@ indices) stays a jsonpath-ng expression, evaluated per record: correct but slowe
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
@@ -20,6 +21,10 @@ from jsonpath_ng.ext.parser import ExtendedJsonPathParser
 KEY, INDEX, ANY, DESCEND = "key", "index", "any", "descend"
 _WILDCARD = getattr(jp, "Wildcard", None)
 """jsonpath-ng >= 1.7 parses ``[*]`` and ``.*`` as ``Wildcard``, older ones as fields."""
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    _INTERSECT = getattr(jp, "Intersect", None)
+"""What jsonpath-ng parses ``&`` into but cannot evaluate (deprecated, going in 2.0)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def _parse_cached(text: str) -> RulePath:
         expr = _parse(text)
     except Exception as e:  # jsonpath-ng raises bare Exceptions on syntax errors
         raise ValueError(f"not a valid JSONPath ({e})") from None
-    if _has(expr, jp.Intersect):
+    if _INTERSECT is not None and _has(expr, _INTERSECT):
         raise ValueError("'&' (intersection) is not supported: jsonpath-ng parses it but "
                          "cannot evaluate it")
     try:
