@@ -20,6 +20,7 @@ import gc
 import gzip
 import os
 import signal
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -264,6 +265,8 @@ def _kernel_copy(src: int, dst: int, count: int) -> int:
 
 
 def _sendfile(src: int, dst: int, count: int) -> int:
+    if not sys.platform.startswith("linux"):
+        return 0  # elsewhere sendfile wants a socket, or an explicit offset
     return os.sendfile(dst, src, None, count)
 
 
