@@ -165,9 +165,12 @@ def _anonymise(a: argparse.Namespace) -> int:
                                       out.gzip)
                     tasks = (file_ranges(a.input) if _regular_file(a.input)
                              else stream_blocks(src))
-                    out.stream.flush()
-                    sink = SpoolTo(out.stream.fileno(),
-                                   str(out.path.parent) if out.path is not None else None)
+                    # Results spool beside an output file; for standard output they come
+                    # back in memory: nothing the user did not ask for goes to disk.
+                    sink: Callable[[bytes], object] | SpoolTo = write
+                    if out.path is not None:
+                        out.stream.flush()
+                        sink = SpoolTo(out.stream.fileno(), str(out.path.parent))
 
                     def block_done(s: RunStats) -> None:
                         out.sync_so_far()  # the parent's idle time, not a serial end
@@ -372,6 +375,8 @@ def entry() -> None:
     ``os._exit``: tearing down the interpreter (freeing every object one by one) would add
     tens of milliseconds to every run and could not lose anything."""
     signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal: clean up (temporary files) as well
+        signal.signal(signal.SIGHUP, _terminate)
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -4,8 +4,8 @@ in input order, and the per-block counts merge into the one run's statistics.
 The parent only hands out blocks of whole lines and puts the answers in order, and does as
 little as it can besides: on two cores, every millisecond it spends pickling, reading and
 writing a block is taken from the workers. From a regular file, workers read their byte
-range themselves and only offsets travel; when the output has a file descriptor, workers
-write each block's answer to a spool file and the parent moves it into the output with an
+range themselves and only offsets travel; when the output is a file, workers write each
+block's answer to a spool file beside it and the parent moves it into the output with an
 in-kernel copy, so no answer crosses a pipe. Input blocks read from a stream do cross a
 pipe: they hold the raw records, which are never written to disk (a spool file could
 outlive a killed run).
@@ -227,8 +227,7 @@ def _spooled(data: bytes, directory: str) -> str:
 
 def move_into(fd: int, name: str) -> None:
     """Append a spool file to the output ``fd`` and delete it: an in-kernel copy
-    (``copy_file_range`` between files, ``sendfile`` into a pipe), plain reads and
-    writes where neither applies."""
+    (``sendfile``) where the system has one, plain reads and writes elsewhere."""
     src = os.open(name, os.O_RDONLY)
     try:
         left = os.fstat(src).st_size
@@ -251,27 +250,24 @@ def move_into(fd: int, name: str) -> None:
 
 
 def _kernel_copy(src: int, dst: int, count: int) -> int:
-    """Bytes moved from ``src`` (at its offset) to ``dst`` in the kernel; 0 when this pair
-    of descriptors does not allow it (the caller then copies through memory)."""
-    for call in (getattr(os, "copy_file_range", None), _sendfile):
-        if call is None:
-            continue
-        try:
-            return call(src, dst, count)
-        except OSError as e:
-            if e.errno not in _UNSUPPORTED:
-                raise
-    return 0
+    """Bytes moved from ``src`` (at its offset) to ``dst`` by ``sendfile``; 0 where that
+    is not possible (the caller then copies through memory).
 
-
-def _sendfile(src: int, dst: int, count: int) -> int:
+    Not ``copy_file_range``: on file systems that clone blocks it shares the new file's
+    blocks with the spool file, the trigger of a data-corrupting OpenZFS bug (2.2.0-2.2.1);
+    ``sendfile`` always copies.
+    """
     if not sys.platform.startswith("linux"):
         return 0  # elsewhere sendfile wants a socket, or an explicit offset
-    return os.sendfile(dst, src, None, count)
+    try:
+        return os.sendfile(dst, src, None, count)
+    except OSError as e:
+        if e.errno in _UNSUPPORTED:
+            return 0
+        raise
 
 
-_UNSUPPORTED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF,
-                errno.ENOTSUP}
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
 def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: int,

@@ -23,7 +23,7 @@ _WILDCARD = getattr(jp, "Wildcard", None)
 """jsonpath-ng >= 1.7 parses ``[*]`` and ``.*`` as ``Wildcard``, older ones as fields."""
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    _INTERSECT = getattr(jp, "Intersect", None)
+    _INTERSECT = getattr(jp, "_Intersect", None) or getattr(jp, "Intersect", None)
 """What jsonpath-ng parses ``&`` into but cannot evaluate (deprecated, going in 2.0)."""
 
 

@@ -249,15 +249,22 @@ def json_schema() -> dict[str, Any]:
 
 
 # -- YAML and JSON reading with places ----------------------------------------------------
-class _NoDuplicates:
-    """Constructor part of the policy loaders: a mapping key may appear once."""
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without aliases (no 'billion laughs') and without duplicate keys."""
 
     source = "<policy>"
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise PolicyError("YAML aliases (*name) are not allowed in a policy",
+                              source=self.source, line=event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
+            key = self.construct_object(key_node, deep=True)
             try:
                 dup = key in seen
             except TypeError:
@@ -267,56 +274,13 @@ class _NoDuplicates:
                 raise PolicyError(f"duplicate key {key!r}", source=self.source,
                                   line=key_node.start_mark.line + 1)
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
-
-
-class _Loader(_NoDuplicates, yaml.SafeLoader):
-    """Safe YAML without aliases (no 'billion laughs') and without duplicate keys."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise PolicyError(_ALIASES, source=self.source, line=event.start_mark.line + 1)
-        return super().compose_node(parent, index)
-
-
-_ALIASES = "YAML aliases (*name) are not allowed in a policy"
-_CLoader: Any = None
-if getattr(yaml, "__with_libyaml__", False):
-    class _CLoader(_NoDuplicates, yaml.CSafeLoader):  # type: ignore[no-redef]
-        """The same rules over libyaml, five times faster: a policy is read at every
-        start-up, and start-up is serial even with ``--workers``. libyaml composes in C,
-        so aliases are looked for in its event stream first."""
-
-        def get_single_node(self) -> Any:
-            for event in yaml.parse(self.text, Loader=yaml.CSafeLoader):
-                if isinstance(event, yaml.AliasEvent):
-                    raise PolicyError(_ALIASES, source=self.source,
-                                      line=event.start_mark.line + 1)
-            return super().get_single_node()
-
-        def __init__(self, text: str) -> None:
-            self.text = text
-            super().__init__(text)
-
-
-def _printable(text: str, source: str) -> None:
-    """The pure-Python reader's check, for libyaml, which lets some control characters
-    through."""
-    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
-    if bad is not None:
-        raise PolicyError(f"not valid YAML: character U+{ord(bad.group()):04X} is not "
-                          "allowed", source=source, line=text.count("\n", 0, bad.start()) + 1)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
     loader = None
     try:
-        if _CLoader is not None:
-            _printable(text, source)
-            loader = _CLoader(text)
-        else:
-            loader = _Loader(text)  # reads the whole text: refuses control characters here
+        loader = _Loader(text)  # reads the whole text: refuses control characters here
         loader.source = source
         node = loader.get_single_node()
         if node is None:
@@ -324,8 +288,6 @@ def _load_yaml(text: str, source: str) -> tuple[Any, Any]:
         return loader.construct_document(node), node
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        if "maximum nesting depth" in str(e.problem):  # libyaml's own limit
-            raise PolicyError("nested too deeply", source=source) from None
         raise PolicyError(f"not valid YAML: {e.problem or e.context}", source=source,
                           line=mark.line + 1 if mark else None) from None
     except RecursionError:

@@ -163,7 +163,8 @@ def test_keyed_memo_is_bounded_and_never_changes_a_pseudonym(monkeypatch, name):
     from pseudonym.actions import keyed
 
     keys = KeyRing.generate()
-    fresh = {v: build(name, keys)(v) for v in map(str, range(12))}
+    long = "x" * (keyed.MEMO_VALUE_BYTES + 1)
+    fresh = {v: build(name, keys)(v) for v in [*map(str, range(12)), long]}
     monkeypatch.setattr(keyed, "MEMO_ENTRIES", 4)
     computed: list[bytes] = []
     real = BuildContext.hasher
@@ -189,3 +190,5 @@ def test_keyed_memo_is_bounded_and_never_changes_a_pseudonym(monkeypatch, name):
         assert run(v) == fresh[v]
     assert run("1") == fresh["1"]
     assert len(computed) == 1 + 12, "the memo forgot once it held MEMO_ENTRIES values"
+    assert run(long) == run(long) == fresh[long]
+    assert len(computed) == 13 + 2, "a long value (free text) is never remembered"

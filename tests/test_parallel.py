@@ -228,6 +228,21 @@ def test_spooled_results_leave_nothing_behind_on_success_or_failure(tmp_path, mo
     assert (out_dir / "result.jsonl").read_bytes() == want
     assert os.listdir(out_dir) == ["result.jsonl"]
 
+    real_run_block, done = parallel.run_block, []
+
+    def disk_full_at_a_workers_third_block(*args):  # forked workers inherit it
+        done.append(1)
+        if len(done) == 3:
+            raise OSError(28, "No space left on device")
+        return real_run_block(*args)
+
+    monkeypatch.setattr(parallel, "run_block", disk_full_at_a_workers_third_block)
+    with open(out_dir / "failed.jsonl", "wb") as f, pytest.raises(OSError, match="space"):
+        run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000),
+                     2, parallel.SpoolTo(f.fileno(), str(out_dir)), RunStats())
+    assert sorted(os.listdir(out_dir)) == ["failed.jsonl", "result.jsonl"]
+
+    monkeypatch.setattr(parallel, "run_block", real_run_block)
     monkeypatch.setattr(parallel, "_start_methods", lambda: ["spawn"])
     monkeypatch.setenv("PSEUDONYM_KEY", MasterKey.generate().text)  # workers find another
     with open(out_dir / "failed.jsonl", "wb") as f, \
@@ -243,7 +258,17 @@ def test_a_spool_file_moves_into_a_file_or_a_pipe_whole_and_is_deleted(
         tmp_path, monkeypatch, kernel, into):
     """copy_file_range between files, sendfile into a pipe, reads and writes where the
     kernel offers neither: the same bytes, appended where the output stands."""
-    if not kernel:
+    copied: list[int] = []
+    if kernel:
+        real = parallel._kernel_copy
+
+        def counting(src: int, dst: int, count: int) -> int:
+            n = real(src, dst, count)
+            copied.append(n)
+            return n
+
+        monkeypatch.setattr(parallel, "_kernel_copy", counting)
+    else:
         monkeypatch.setattr(parallel, "_kernel_copy", None)
     payload = bytes(range(256)) * 9000  # more than a pipe holds and than one read
     spool = tmp_path / "block"
@@ -266,6 +291,8 @@ def test_a_spool_file_moves_into_a_file_or_a_pipe_whole_and_is_deleted(
         got = reader.communicate(timeout=60)[0]
     assert got == b"head\n" + payload
     assert not spool.exists()
+    if kernel and sys.platform.startswith("linux"):
+        assert sum(copied) == len(payload), "the kernel did the copy"
 
 
 def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch):
@@ -275,7 +302,8 @@ def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch
 
     synced: list[int] = []
     monkeypatch.setattr(jsonlines, "SYNC_BYTES", 1000)
-    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size))
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size),
+                        raising=False)
     with jsonlines.AtomicOutput(tmp_path / "out.jsonl") as out:
         for _ in range(5):
             out.stream.write(b"x" * 600)
@@ -306,10 +334,47 @@ def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeyp
             raise AssertionError("a raw record was written to a file")
         return real_write(fd, payload)
 
+    real_move, moved = parallel.move_into, []
+
+    def inspected_move(fd: int, name: str) -> None:
+        with open(name, "rb") as spooled:
+            content = spooled.read()
+        assert marker.encode() not in content and content.count(b"\n") > 0
+        moved.append(name)
+        real_move(fd, name)
+
     monkeypatch.setattr(os, "write", guarded_write)
+    monkeypatch.setattr(parallel, "move_into", inspected_move)
     spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
     with open(tmp_path / "out.jsonl", "wb") as f:
         run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 20_000),
                      2, parallel.SpoolTo(f.fileno(), str(tmp_path)), RunStats())
     out = (tmp_path / "out.jsonl").read_bytes()
     assert out.count(b"\n") == 3000 and marker.encode() not in out
+    assert len(moved) > 1 and os.listdir(tmp_path) == ["out.jsonl"]
+
+
+@pytest.mark.parametrize("to_file", [True, False])
+def test_the_command_spools_results_beside_an_output_file_only(tmp_path, monkeypatch,
+                                                               capsysbinary, to_file):
+    """Written to standard output, results come back in memory: nothing the user did not
+    ask for is written to disk."""
+    from pseudonym import cli as cli_module
+
+    sinks = []
+    real = cli_module.run_parallel
+
+    def recording(plan, spec, tasks, workers, sink, *rest):
+        sinks.append(sink)
+        return real(plan, spec, tasks, workers, sink, *rest)
+
+    monkeypatch.setattr(cli_module, "run_parallel", recording)
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    src = tmp_path / "in.jsonl"
+    src.write_bytes((EXAMPLES / "traces.jsonl").read_bytes() * 20)
+    out = ["-o", str(tmp_path / "out.jsonl")] if to_file else []
+    assert cli_module.main(["anonymise", "-q", "--policy", POLICY, "-i", str(src),
+                            "--workers", "2", *out]) == 0
+    assert isinstance(sinks[0], parallel.SpoolTo) == to_file
+    written = (tmp_path / "out.jsonl").read_bytes() if to_file else capsysbinary.readouterr().out
+    assert written.count(b"\n") == 240

@@ -13,10 +13,12 @@ from ..canonical import Normaliser, canonical_bytes, normaliser
 from .base import ActionError, BuildContext, Options, action
 
 _HEX_DEFAULT, _B32_DEFAULT = 32, 26
-MEMO_ENTRIES = 1 << 14
-"""Pseudonyms each keyed encoding remembers. A learner's statements come in runs (a video
-session is dozens of them), so most values were seen moments ago; the memo holds values
-the process already holds, is bounded, and starts afresh when full."""
+MEMO_ENTRIES, MEMO_VALUE_BYTES = 1 << 14, 256
+"""Pseudonyms each keyed encoding remembers, of values up to this size. A learner's
+statements come in runs (a video session is dozens of them), so most identifiers were
+seen moments ago; the memo is bounded (at most 4 MB of values), starts afresh when full,
+and leaves long values (free text) alone: they rarely repeat, and raw text should not
+outlive its record."""
 
 
 class HashOptions(Options):
@@ -73,6 +75,8 @@ def keyed_encoding(options: HashOptions, ctx: BuildContext, action: str
     memo: dict[bytes, Any] = {}
 
     def pseudonym(data: bytes) -> Any:
+        if len(data) > MEMO_VALUE_BYTES:
+            return encode(digest(data))
         out = memo.get(data)
         if out is None:
             if len(memo) >= MEMO_ENTRIES:
