@@ -176,11 +176,12 @@ def xapi(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
         out["account"] = account(ident)
         return out
 
-    def activity(act: dict[str, Any]) -> dict[str, Any]:
+    def activity(act: dict[str, Any], definition: tuple[str, ...] = CONTEXT_DEFINITION
+                 ) -> dict[str, Any]:
         out = _pick(act, ("id", "objectType"))
         d = act.get("definition")
         if type(d) is dict:
-            dd = _pick(d, CONTEXT_DEFINITION)
+            dd = _pick(d, definition)
             if dd:
                 out["definition"] = dd
         return out
@@ -248,12 +249,7 @@ def xapi(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
                 if v.get("objectType") in ("Agent", "Group"):
                     out[k] = agent(v)
                     continue
-                obj = _pick(v, ("objectType", "id"))
-                d = v.get("definition")
-                if type(d) is dict:
-                    dd = _pick(d, DEFINITION)
-                    if dd:
-                        obj["definition"] = dd
+                obj = activity(v, DEFINITION)
                 if not sub and v.get("objectType") == "SubStatement":
                     obj.update((kk, vv) for kk, vv in statement(v, True).items()
                                if kk not in obj)

@@ -19,12 +19,14 @@ import errno
 import gc
 import gzip
 import os
+import shutil
 import signal
 import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import IO, TYPE_CHECKING
 
 from .engine import Plan, RunStats, compile_plan, run_block
@@ -41,14 +43,18 @@ BLOCK_BYTES = 1 << 20
 vanishes, small enough that memory stays bounded (in flight: about 3 blocks a worker)."""
 
 
-def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
+def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES, full_reads: bool = False
+                ) -> Iterator[tuple[int, bytes]]:
     """(number of the block's first line, block of whole lines) pairs, BOM dropped.
 
     A block holds whole lines only: it ends after its last newline, except the stream's
     last block, which may end without one. Reads take what is there (``read1``), so lines
-    trickling through a pipe come out as they arrive, not once a block is full.
+    trickling through a pipe come out as they arrive, not once a block is full; with
+    ``full_reads``, each read waits for ``size`` bytes (or the end of the stream).
     """
-    read = getattr(stream, "read1", stream.read)
+    read: Callable[[int], bytes] = (
+        (lambda n: _read_full(stream.read, n)) if full_reads
+        else getattr(stream, "read1", stream.read))
     line, rest = 1, b""
     head = read(max(size, len(BOM)))
     while 0 < len(head) < len(BOM):
@@ -148,25 +154,12 @@ def file_ranges(path: str, size: int = BLOCK_BYTES) -> Iterator[tuple[None, str,
 
 def stream_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[bytes]]:
     """Tasks carrying blocks of a stream (standard input, gzip) to the workers, each of
-    about ``size`` bytes of whole lines, BOM dropped.
-
-    Unlike ``iter_blocks``, it waits for ``size`` bytes before cutting: workers want full
-    blocks, and one read cut once copies each byte twice, where joining pipe-sized pieces
-    copied it four times (on two cores, the parent's copies are the workers' loss).
-    """
-    chunk = _read_full(stream.read, max(size, len(BOM)))
-    if chunk.startswith(BOM):
-        chunk = chunk[len(BOM):] or _read_full(stream.read, size)
-    rest = b""
-    while chunk:
-        data = rest + chunk if rest else chunk
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            yield (data[:cut] if cut < len(data) else data,)
-        rest = data[cut:]
-        chunk = _read_full(stream.read, size)
-    if rest:
-        yield (rest,)
+    about ``size`` bytes of whole lines, BOM dropped: ``iter_blocks`` over full-size
+    reads. Workers want full blocks, and one read cut once copies each byte twice, where
+    joining pipe-sized pieces copied it four times (on two cores, the parent's copies
+    are the workers' loss)."""
+    for _, block in iter_blocks(stream, size, full_reads=True):
+        yield (block,)
 
 
 def _read_full(read: Callable[[int], bytes], size: int) -> bytes:
@@ -217,12 +210,16 @@ def _work(block: bytes | None, path: str | None = None, start: int = 0, end: int
 def _spooled(data: bytes, directory: str) -> str:
     fd, name = tempfile.mkstemp(dir=directory, suffix=".block")
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
     finally:
         os.close(fd)
     return name
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def move_into(fd: int, name: str) -> None:
@@ -239,9 +236,7 @@ def move_into(fd: int, name: str) -> None:
                 chunk = os.read(src, min(left, 1 << 20))
                 if not chunk:
                     raise StreamError("a spool file shrank during the run")
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, chunk)
                 n = len(chunk)
             left -= n
     finally:
@@ -283,27 +278,20 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     Where processes fork, workers inherit ``plan`` as compiled; elsewhere they rebuild it
     from ``spec`` (policy reference and key source) and check they got the same one.
     """
-    if isinstance(write, SpoolTo):
-        import shutil
-        from dataclasses import replace
-
-        fd = write.fd
-        spool = tempfile.mkdtemp(prefix=".pseudonym-spool-", dir=write.directory)
-        try:
-            run_parallel(plan, replace(spec, spool=spool), tasks, workers,
-                         lambda name: move_into(fd, name), stats, on_reject, on_block)
-        finally:
-            shutil.rmtree(spool, ignore_errors=True)
-        return
     from concurrent.futures import ProcessPoolExecutor  # 30 ms of imports: only when used
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
     global _plan
     fork = "fork" in _start_methods()
-    _plan = plan if fork else None
     pending: deque[Future] = deque()
+    spool = None
+    if isinstance(write, SpoolTo):
+        spool = tempfile.mkdtemp(prefix=".pseudonym-spool-", dir=write.directory)
+        spec = replace(spec, spool=spool)
+        write = partial(move_into, write.fd)
     done = _Collector(write, stats, on_reject, on_block)
+    _plan = plan if fork else None
     if fork:
         gc.freeze()  # forked workers then never touch (so never copy) the parent's objects
     try:
@@ -326,6 +314,8 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     finally:
         _plan = None
         gc.unfreeze()
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 @dataclass

@@ -74,6 +74,17 @@ def run_cli(tmp_path, data: bytes, key_file):
         (tmp_path / "cli.audit").read_text())
 
 
+
+def example_lines() -> list[str]:
+    return (EXAMPLES / "traces.jsonl").read_text().splitlines()
+
+
+def example_job(key_file):
+    """The example traces, in 3 partitions, through the example policy with a key file."""
+    return anonymise_bag(db.from_sequence(example_lines(), npartitions=3), POLICY,
+                         key=KeyRef.file(key_file))
+
+
 def test_bag_output_is_the_cli_output_line_for_line(client, parts, key_file, tmp_path):
     src, data = parts
     want, cli_entry = run_cli(tmp_path, data, key_file)
@@ -134,7 +145,7 @@ def test_workers_read_the_key_from_their_environment_and_refuse_another(client, 
 
 
 def test_rejected_record_raises_after_the_run_is_recorded(client, key_file, tmp_path):
-    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    lines = example_lines()
     lines.insert(7, "[1]")
     job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
                         key=KeyRef.file(key_file))
@@ -154,9 +165,7 @@ def test_outputs_and_counts_share_one_pass_over_the_data(monkeypatch, key_file, 
     treat = pdask._treat
     monkeypatch.setattr(pdask, "_treat", lambda items, spec: calls.append(1) or treat(items,
                                                                                     spec))
-    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
-    job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
-                        key=KeyRef.file(key_file))
+    job = example_job(key_file)
     with dask.config.set(scheduler="sync"):
         writes = job.bag.to_textfiles(str(tmp_path / "*.jsonl.gz"), last_endline=True,
                                       compute=False)
@@ -183,9 +192,8 @@ class WatchedAudit(AuditLog):
 
 
 def test_staged_output_is_published_only_after_the_audit_entry(client, key_file, tmp_path):
-    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
-    job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
-                        key=KeyRef.file(key_file))
+    lines = example_lines()
+    job = example_job(key_file)
     out = tmp_path / "out"
     writes = job.to_textfiles(str(out / "part-*.jsonl"))
     assert published(out) == []
@@ -214,7 +222,7 @@ def test_a_failing_partition_leaves_no_output(client, key_file, tmp_path):
         time.sleep(1)
         return items
 
-    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    lines = example_lines()
     bag = db.from_sequence([*lines[:6], "FAIL", *lines[6:]], npartitions=3)
     assert bag.npartitions == 3
     job = anonymise_bag(bag.map_partitions(slow_or_failing), POLICY, key=KeyRef.file(key_file))
@@ -228,7 +236,7 @@ def test_a_failing_partition_leaves_no_output(client, key_file, tmp_path):
 
 
 def test_a_worker_without_the_key_leaves_no_output(client, tmp_path):
-    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
+    lines = example_lines()
     out = tmp_path / "out"
     out.mkdir()
     (out / "README").write_text("not ours\n")
@@ -241,9 +249,7 @@ def test_a_worker_without_the_key_leaves_no_output(client, tmp_path):
 
 
 def test_a_failing_audit_append_publishes_nothing(client, key_file, tmp_path):
-    lines = (EXAMPLES / "traces.jsonl").read_text().splitlines()
-    job = anonymise_bag(db.from_sequence(lines, npartitions=3), POLICY,
-                        key=KeyRef.file(key_file))
+    job = example_job(key_file)
     out = tmp_path / "out"
     writes = job.to_textfiles(str(out / "part-*.jsonl.gz"))
     audit = AuditLog.open(tmp_path / "audit.jsonl")

@@ -168,14 +168,6 @@ def test_key_file_readable_by_others_warns_on_the_command_line(tmp_path, policy_
     assert r.returncode == 0 and r.stderr == ""
 
 
-def test_key_file_readable_by_others_warns_through_the_api(tmp_path):
-    from pseudonym.keys import KeyFileWarning
-
-    kf = tmp_path / "k"
-    kf.write_text(MasterKey.generate().text)
-    kf.chmod(0o640)
-    with pytest.warns(KeyFileWarning, match="chmod 600"):
-        KeyRing.from_file(kf)
 
 
 def test_key_file_missing_or_not_text(tmp_path, policy_file):

@@ -70,10 +70,13 @@ def test_key_file_with_comments_and_rotation(tmp_path):
     assert ring.active.key_id == new.key_id and ring.key_ids == [new.key_id, old.key_id]
 
 
-def test_key_file_readable_by_others_warns(tmp_path):
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_key_file_readable_by_others_warns(tmp_path, mode):
+    """World- or group-readable: either way the API warns (the CLI too, in
+    test_hostile_policies_keys)."""
     f = tmp_path / "key"
     f.write_text(MasterKey.generate().text)
-    f.chmod(0o644)
+    f.chmod(mode)
     with pytest.warns(KeyFileWarning, match="chmod 600"):
         KeyRing.from_file(f)
 
