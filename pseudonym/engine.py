@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 MAX_POSITIONS = 1000
 """Record numbers kept per error kind in the audit log; beyond, only the count grows."""
+MAX_RUNS = 4096
+"""Distinct hit sequences a run holds before folding them into per-rule counts."""
 
 
 def _condition(when: dict[str, list[Any]] | None):
@@ -107,15 +109,36 @@ class RunStats:
     read: int = 0
     written: int = 0
     rejected: int = 0
-    hits: Counter = field(default_factory=Counter)
+    counted: Counter = field(default_factory=Counter)
     """Rule hits as the walk records them: ``n`` rule n matched, ``-n`` matched and
-    transformed, ``(what, shape)`` an unmatched field; counted in C, split on reading."""
+    transformed, ``(what, shape)`` an unmatched field; split on reading."""
+    runs: dict[tuple, int] = field(default_factory=dict)
+    """Whole hit sequences and how many records gave each, not yet folded into
+    ``counted``: records of one shape give one sequence, so a record costs one tuple
+    look-up instead of one count per hit."""
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: Counter = field(default_factory=Counter)
 
     def commit(self, hits: list) -> None:
-        self.hits.update(hits)
+        k = tuple(hits)
+        runs = self.runs
+        runs[k] = runs.get(k, 0) + 1
         self.written += 1
+        if len(runs) > MAX_RUNS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count the pending sequences hit by hit (keeps ``runs`` bounded)."""
+        counted = self.counted
+        for seq, n in self.runs.items():
+            for h in seq:
+                counted[h] += n
+        self.runs.clear()
+
+    @property
+    def hits(self) -> Counter:
+        self.fold()
+        return self.counted
 
     @property
     def matched(self) -> Counter:
@@ -270,12 +293,12 @@ def run_lines(plan: Plan, lines: Iterable[bytes], stats: RunStats,
     record: they are skipped and counted. An Open edX logger prefix before the JSON
     (``tracking.log``) is cut off and counted.
     """
-    apply = plan.apply
+    apply, commit = plan.apply, stats.commit
     for n, raw in enumerate(lines, start):
-        if not raw or raw.isspace():
-            stats.extra["blank_lines"] += 1
-            continue
         if raw[:1] != b"{":
+            if not raw or raw.isspace():
+                stats.extra["blank_lines"] += 1
+                continue
             bare = strip_logger_prefix(raw)
             if bare is not None:
                 raw = bare
@@ -289,7 +312,7 @@ def run_lines(plan: Plan, lines: Iterable[bytes], stats: RunStats,
             if on_reject is not None:
                 on_reject(e)
             continue
-        stats.commit(hits)
+        commit(hits)
         yield out
 
 

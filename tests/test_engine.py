@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from collections import Counter
+from unittest.mock import patch
 
-from pseudonym import RecordError, anonymise
-from pseudonym.engine import anonymise_lines
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pseudonym import RecordError, anonymise, compile_plan, engine
+from pseudonym.engine import RunStats, anonymise_lines, run_lines
 
 from .conftest import make_policy
 
@@ -89,3 +95,32 @@ def test_value_action_on_the_whole_record_is_refused():
     from pseudonym import PolicyError
     with pytest.raises(PolicyError, match="whole record"):
         make_policy([{"path": "$", "action": "hash"}])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.integers(-30, 30),
+                                   st.tuples(st.sampled_from(["kept", "dropped"]),
+                                             st.sampled_from(["$.a", "$.b[*]"]))),
+                         max_size=6), max_size=40))
+def test_run_counts_equal_hit_by_hit_counts_and_stay_bounded(seqs):
+    """Hits are counted per record shape (one tuple per record) and folded when too many
+    shapes pile up: the audit's counts must be those of counting every hit one by one."""
+    stats = RunStats()
+    with patch.object(engine, "MAX_RUNS", 3):
+        for hits in seqs:
+            stats.commit(list(hits))
+            assert len(stats.runs) <= 3
+    assert stats.written == len(seqs)
+    assert stats.hits == Counter(h for hits in seqs for h in hits)
+
+
+def test_audit_counts_survive_many_record_shapes(keys):
+    """More distinct record shapes (lists of every length) than a run holds unfolded."""
+    policy = make_policy([{"path": "$.xs[*]", "action": "hash"}])
+    stats = RunStats()
+    lines = [json.dumps({"xs": [str(i)] * n}).encode() for n in range(40) for i in (0, 1)]
+    with patch.object(engine, "MAX_RUNS", 8):
+        out = list(run_lines(compile_plan(policy, keys), lines, stats))
+        assert len(stats.runs) <= 8
+    assert len(out) == stats.written == stats.read == len(lines)
+    assert stats.transformed[1] == sum(range(40)) * 2
