@@ -29,6 +29,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
 
     cli = [sys.executable, "-m", "pseudonym", "anonymise", "--policy", a.policy, "--quiet"]
     hand = [sys.executable, str(HERE / "handwritten.py"), a.policy]
-    contenders: list[tuple[str, list[str]]] = [
-        ("pseudonym CLI, 1 process", [*cli, "-i", str(inp), "-o", str(work / "cli.jsonl")]),
-        (f"pseudonym CLI, --workers {a.workers}",
-         [*cli, "--workers", str(a.workers), "-i", str(inp), "-o", str(work / "cliw.jsonl")]),
-        ("hand-written Python (orjson)", [*hand, str(inp), str(work / "hand.jsonl")]),
+    one_name, workers_name = "pseudonym CLI, 1 process", f"pseudonym CLI, --workers {a.workers}"
+    contenders: list[tuple[str, Callable[[Path, Path], list[str]]]] = [
+        (one_name, lambda i, o: [*cli, "-i", str(i), "-o", str(o)]),
+        (workers_name, lambda i, o: [*cli, "--workers", str(a.workers), "-i", str(i), "-o",
+                                     str(o)]),
+        ("hand-written Python (orjson)", lambda i, o: [*hand, str(i), str(o)]),
     ]
 
     # Same outputs first: the CLI and the hand-written pass on the sample.
@@ -255,26 +257,23 @@ def main(argv: list[str] | None = None) -> int:
         run_measured([*pres, str(sample), str(work / "check-presidio.jsonl")], env=env)
         check_presidio(policy.name, sample, work / "check-presidio.jsonl")
         contenders.append(("presidio-structured (subset)",
-                           [*pres, str(inp), str(work / "presidio.jsonl")]))
+                           lambda i, o: [*pres, str(i), str(o)]))
     print(f"outputs checked on {len(sample_lines):,} statements; timing {a.lines:,} lines, "
           f"best of {a.repeat}", file=sys.stderr)
 
-    best: dict[str, Result] = {}
+    empty = work / "empty.jsonl"
+    empty.write_bytes(b"")
     ceilings: list[float] = []
+    startup: dict[str, Result] = {}
+    best: dict[str, Result] = {}
     for _ in range(a.repeat):
         if a.wait_idle:
             wait_idle()
         ceilings.append(machine_ceiling())
-        for name, cmd in contenders:
-            _remove(Path(cmd[-1]))  # deleting the last run's output is not the contender's job
-            if a.wait_idle:
-                wait_idle()
-            busy = _cpu_busy()
-            wall, cpu, rss = run_measured(cmd, env=env)
-            others = max(0.0, _cpu_busy() - busy - cpu)
-            if name not in best or wall < best[name].wall:
-                best[name] = Result(name, a.lines, wall, cpu, rss, others)
-    if (work / "cli.jsonl").read_bytes() != (work / "cliw.jsonl").read_bytes():
+        timed_round(contenders, empty, 0, work, startup, env, a.wait_idle)
+        timed_round(contenders, inp, a.lines, work, best, env, a.wait_idle)
+    outputs = [work / f"out-{n}.jsonl" for n in range(len(contenders))]
+    if not _same_file(outputs[0], outputs[1]):
         raise SystemExit("--workers output differs from the single process output")
 
     memory: list[tuple[int, float, float]] = []
@@ -288,34 +287,38 @@ def main(argv: list[str] | None = None) -> int:
         memory.append((n, wall, rss))
 
     big: dict[str, Result] = {}
-    if a.big_lines:  # where start-up costs vanish: one process against the workers
+    if a.big_lines:  # where start-up costs vanish
+        print(f"timing {a.big_lines:,} lines, best of {a.big_repeat}", file=sys.stderr)
         big_in = work / f"input-{a.big_lines}.jsonl"
         write_input(sample_lines, a.big_lines, big_in)
-        outputs = {}
         for _ in range(a.big_repeat):
-            for name, extra in (("pseudonym CLI, 1 process", []),
-                                (f"pseudonym CLI, --workers {a.workers}",
-                                 ["--workers", str(a.workers)])):
-                if a.wait_idle:
-                    wait_idle()
-                busy = _cpu_busy()
-                out = work / f"big-out-{len(extra)}.jsonl"
-                _remove(out)
-                wall, cpu, rss = run_measured(
-                    [*cli, *extra, "-i", str(big_in), "-o", str(out)], env=env)
-                outputs[name] = out
-                if name not in big or wall < big[name].wall:
-                    big[name] = Result(name, a.big_lines, wall, cpu, rss,
-                                       max(0.0, _cpu_busy() - busy - cpu))
-        if not _same_file(*outputs.values()):
+            ceilings.append(machine_ceiling())
+            timed_round(contenders, big_in, a.big_lines, work, big, env, a.wait_idle)
+        if not _same_file(outputs[0], outputs[1]):
             raise SystemExit(f"--workers output differs from the single process output at "
                              f"{a.big_lines:,} lines")
         big_in.unlink()
-        for out in outputs.values():
-            out.unlink()
+    for out in outputs:
+        out.unlink(missing_ok=True)
 
-    print(report(policy, a, best, memory, big, started, load_before, max(ceilings)))
+    print(report(policy, a, startup, best, memory, big, started, load_before, max(ceilings)))
     return 0
+
+
+def timed_round(contenders: list[tuple[str, Callable[[Path, Path], list[str]]]], inp: Path,
+                records: int, work: Path, best: dict[str, Result], env: dict[str, str],
+                wait: bool) -> None:
+    """Each contender once on ``inp``, keeping each one's fastest run in ``best``."""
+    for n, (name, command) in enumerate(contenders):
+        out = work / f"out-{n}.jsonl"
+        _remove(out)  # deleting the last run's output is not the contender's job
+        if wait:
+            wait_idle()
+        busy = _cpu_busy()
+        wall, cpu, rss = run_measured(command(inp, out), env=env)
+        others = max(0.0, _cpu_busy() - busy - cpu)
+        if name not in best or wall < best[name].wall:
+            best[name] = Result(name, records, wall, cpu, rss, others)
 
 
 def machine_ceiling() -> float:
@@ -325,61 +328,60 @@ def machine_ceiling() -> float:
     return float(out.rsplit("ceiling for 2 workers: ", 1)[1].rstrip().rstrip("x"))
 
 
-def report(policy, a, best: dict[str, Result], memory, big: dict[str, Result],
-           started: str, load_before: float, ceiling: float) -> str:
-    one = best["pseudonym CLI, 1 process"]
-    rate = {k: r.records / r.wall for k, r in best.items()}
+def report(policy, a, startup: dict[str, Result], best: dict[str, Result], memory,
+           big: dict[str, Result], started: str, load_before: float, ceiling: float) -> str:
+    one_name, workers_name = "pseudonym CLI, 1 process", f"pseudonym CLI, --workers {a.workers}"
+    hand_name, pres_name = "hand-written Python (orjson)", "presidio-structured (subset)"
     lines = [
         f"Policy `{a.policy}` ({policy.name} {policy.version}, {len(policy.rules)} rules), "
-        f"{a.lines:,} xAPI statements, JSON lines file in and out.",
-        "",
-        "| contender | wall time (s) | records/s | relative to CLI, 1 process | "
-        "CPU time (s) | peak RSS (MB) | other jobs' CPU during the run (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "xAPI statements, JSON lines file in and out. *Start-up*: the same command on an "
+        "empty file (interpreter, imports, policy and key loading); *per record*: the rest "
+        "of the wall time divided by the records.", "",
     ]
-    for name, r in best.items():
-        lines.append(f"| {name} | {r.wall:.2f} | {rate[name]:,.0f} | "
-                     f"{rate[name] / rate[one.name]:.2f}x | {r.cpu:.2f} | {r.rss_mb:.0f} | "
-                     f"{r.others:.2f} |")
-    lines += ["", "| CLI, 1 process, stdin to stdout | wall time (s) | records/s | "
-                  "peak RSS (MB) |", "|---|---:|---:|---:|"]
+    for size, results, repeat in ((a.lines, best, a.repeat), (a.big_lines, big, a.big_repeat)):
+        if not results:
+            continue
+        one = results[one_name]
+        lines += [f"| {size:,} lines (best of {repeat}) | wall time (s) | records/s | "
+                  "relative to CLI, 1 process | start-up (s) | per record (µs) | "
+                  "CPU time (s) | peak RSS (MB) | other jobs' CPU (s) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, r in results.items():
+            up = startup[name].wall
+            lines.append(f"| {name} | {r.wall:.2f} | {r.records / r.wall:,.0f} | "
+                         f"{one.wall / r.wall:.2f}x | {up:.2f} | "
+                         f"{(r.wall - up) / r.records * 1e6:.1f} | {r.cpu:.2f} | "
+                         f"{r.rss_mb:.0f} | {r.others:.2f} |")
+        lines.append("")
+    lines += ["| CLI, 1 process, stdin to stdout | wall time (s) | records/s | "
+              "peak RSS (MB) |", "|---|---:|---:|---:|"]
     for n, wall, rss in memory:
         lines.append(f"| {n:,} lines | {wall:.2f} | {n / wall:,.0f} | {rss:.0f} |")
-    if big:
-        lines += ["", f"| {a.big_lines:,} lines, file in and out (best of {a.big_repeat}) | "
-                      "wall time (s) | "
-                      "records/s | CPU time (s) | peak RSS (MB) | other jobs' CPU (s) |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for name, r in big.items():
-            lines.append(f"| {name} | {r.wall:.2f} | {r.records / r.wall:,.0f} | {r.cpu:.2f} | "
-                         f"{r.rss_mb:.0f} | {r.others:.2f} |")
-    hand = rate.get("hand-written Python (orjson)")
-    workers = rate.get(f"pseudonym CLI, --workers {a.workers}")
-    pres = rate.get("presidio-structured (subset)")
     lines += ["", "Targets:", ""]
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
-    single = rate[one.name]
-    if hand:
-        lines.append(f"- CLI / hand-written: **{single / hand:.2f}x** (target >= 0.5: "
-                     f"{verdict(single / hand >= 0.5)})")
-    if pres:
-        lines.append(f"- CLI / presidio-structured: **{workers / pres:.2f}x** with "
-                     f"{a.workers} workers ({verdict(workers / pres >= 2)}), "
-                     f"**{single / pres:.2f}x** with 1 process (target >= 2)")
-        if hand:
-            lines.append(f"- for scale, hand-written / presidio-structured, both in 1 process: "
-                         f"**{hand / pres:.2f}x** (the practical limit of one process)")
-    lines.append(f"- {a.workers} workers / 1 process: **{workers / single:.2f}x** at "
-                 f"{a.lines:,} lines (target >= 1.7 with 2 workers on 2 cores: "
-                 f"{verdict(workers / single >= 1.7)})")
-    if big:
-        w1, wn = big["pseudonym CLI, 1 process"], big[f"pseudonym CLI, --workers {a.workers}"]
-        ratio = w1.wall / wn.wall
-        lines.append(f"- {a.workers} workers / 1 process: **{ratio:.2f}x** at "
-                     f"{a.big_lines:,} lines ({verdict(ratio >= 1.7)})")
+    def ratio(results: dict[str, Result], x: str, y: str) -> float:
+        return results[y].wall / results[x].wall
+
+    sizes = [(a.lines, best)] + ([(a.big_lines, big)] if big else [])
+    for size, results in sizes:
+        at = f"at {size:,} lines"
+        lines.append(f"- CLI (1 process) / hand-written {at}: "
+                     f"**{ratio(results, one_name, hand_name):.2f}x** (target >= 0.5: "
+                     f"{verdict(ratio(results, one_name, hand_name) >= 0.5)})")
+        if pres_name in results:
+            w = ratio(results, workers_name, pres_name)
+            lines.append(f"- CLI / presidio-structured {at}: **{w:.2f}x** with "
+                         f"{a.workers} workers ({verdict(w >= 2)}), "
+                         f"**{ratio(results, one_name, pres_name):.2f}x** in 1 process "
+                         f"(target >= 2); hand-written / presidio-structured, both in 1 "
+                         f"process (the limit of one process): "
+                         f"**{ratio(results, hand_name, pres_name):.2f}x**")
+        w = ratio(results, workers_name, one_name)
+        lines.append(f"- {a.workers} workers / 1 process {at}: **{w:.2f}x** (target >= 1.7 "
+                     f"with 2 workers on 2 cores: {verdict(w >= 1.7)})")
     lines.append(f"- for scale, two processes of plain JSON parsing and writing "
                  f"(`scaling.py`, once per round): at best **{ceiling:.2f}x** on this "
                  f"machine during the run")
