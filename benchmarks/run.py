@@ -5,7 +5,9 @@ One command, one run, one table (Markdown, ready for docs/performance.md):
     python benchmarks/run.py                       # built-in xapi policy, 100k and 1M lines
 
 Contenders, each a separate process reading and writing JSON lines files, timed wall-clock
-from start to exit (interpreter start and policy loading included), best of ``--repeat``:
+from start to exit (interpreter start and policy loading included), best of ``--repeat``
+at ``--lines`` and of ``--big-repeat`` at ``--big-lines``, and on an empty file (their
+start-up, which the table separates from the time per record):
 
 - the CLI, one process and ``--workers N``;
 - a hand-written plain-Python pass doing the same transformations with the same JSON
