@@ -34,8 +34,9 @@ words = st.lists(st.from_regex(r"[A-Za-z]{1,8}", fullmatch=True), max_size=5)
 def test_identifier_never_survives(user, form, before, after):
     planted = FORMS[form](user)
     assume(all(user not in w.lower() for w in [*before, *after]))
+    assume(planted.lower() not in "https://pages.example.org/x/_user_/y")
     text = " ".join([*before, planted, *after])
-    link = f"https://lms.example.org/x/{planted}/y?u={planted}"
+    link = f"https://{planted}.pages.example.org/x/{planted}/y?u={planted}"
     out = anonymise({"user": user, "text": text, "link": link}, POLICY, keys=KEYS)
     assert planted.lower() not in out["text"].lower()
     assert planted.lower() not in out["link"].lower()

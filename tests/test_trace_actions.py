@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from pseudonym import KeyRing, Policy, PolicyError, RecordError, anonymise
+from pseudonym.actions.url import treat_url
 from pseudonym.engine import compile_plan
 
 
@@ -30,6 +31,11 @@ URL_POLICY = one_rule("$.u", "url", extra=[{"path": "$.user", "action": "learner
      "https://lms.example.org/api/user/v1/accounts/_user_/image"),
     ("https://lms.example.org/x/JDUPONT/y", "https://lms.example.org/x/_user_/y"),
     ("https://lms.example.org/x/a%40b.fr/y", "https://lms.example.org/x/_user_/y"),
+    ("https://JDupont.pages.example.org:8443/cv", "https://_user_.pages.example.org:8443/cv"),
+    ("https://blog.jdupont.fr/", "https://blog._user_.fr/"),
+    ("https://xjdupont.example.org/", "https://xjdupont.example.org/"),
+    ("https://10.0.0.6/x", "https://10.0.0.6/x"),
+    ("https://[2001:db8::1]:8080/x", "https://[2001:db8::1]:8080/x"),
     ("/courses/c/progress/", "/courses/c/progress/"),
     ("play_video", "play_video"),
     ("edx.course.enrollment.activated", "edx.course.enrollment.activated"),
@@ -38,6 +44,20 @@ URL_POLICY = one_rule("$.u", "url", extra=[{"path": "$.user", "action": "learner
 ])
 def test_url(keys, url, expected):
     assert anonymise({"user": "jdupont", "u": url}, URL_POLICY, keys=keys).get("u") == expected
+
+
+def test_url_replaces_a_dotted_identifier_spelled_by_host_labels(keys):
+    out = anonymise({"user": "jean.dupont", "u": "https://jean.dupont.example.org/a"},
+                    URL_POLICY, keys=keys)
+    assert out["u"] == "https://_user_.example.org/a"
+
+
+def test_url_host_takes_the_longest_identifier_first():
+    """Overlapping identifiers (``dupont`` inside ``jean.dupont``): the longer one goes
+    whole, whatever order the set of forms iterates in, so no label is left behind."""
+    for forms in (("dupont", "jean.dupont"), ("jean.dupont", "dupont")):  # both orders
+        got = treat_url("https://jean.dupont.example.org/", forms, frozenset(), "T")  # type: ignore[arg-type]
+        assert got == "https://T.example.org/"
 
 
 def test_url_leaves_an_unchanged_url_byte_identical(keys):

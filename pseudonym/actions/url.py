@@ -34,7 +34,7 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
         cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i != -1),
                   default=len(rest))
         netloc, rest = rest[:cut], rest[cut:]
-        host = netloc.rpartition("@")[2]
+        host = _host(netloc.rpartition("@")[2], forms, token)
         head = f"{scheme}://{host}"
     else:
         head = ""
@@ -56,13 +56,31 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
     return text if out == text else out
 
 
+def _host(host: str, forms: frozenset[str], token: str) -> str:
+    """``host`` (with its port) where labels spelling one of the record's identifiers
+    (``jdupont.pages.example.org``, ``jean.dupont.example.org``) are one ``token``.
+    Longest identifiers first, so the output does not depend on set order. An IPv4
+    address is left alone: a user id ``6`` is not ``10.0.0.6``."""
+    name, colon, port = host.rpartition(":")
+    if not colon or not port.isdigit() or name.endswith(":"):
+        name, colon, port = host, "", ""
+    if name.replace(".", "").isdigit():
+        return host
+    dotted = f".{name.lower()}."
+    for f in sorted((f for f in forms if f".{f}." in dotted), key=lambda f: (-len(f), f)):
+        dotted = dotted.replace(f".{f}.", f".{token}.")
+        dotted = dotted.replace(f".{f}.", f".{token}.")  # again: neighbours share a dot
+    new = dotted[1:-1]
+    return host if new == name.lower() else f"{new}{colon}{port}"
+
+
 @action("url", UrlOptions, record_aware=True,
         summary="Keep a URL's scheme, host and path shape; drop user info, query and "
-                "fragment and the parameters of path segments (;k=v); replace a path segment "
-                "that is one of the record's identifiers (in any form), holds an e-mail "
-                "address, or follows a user segment such as "
-                "/u/ with a token. Text that is not a URL (an event name) stays as it is; "
-                "null and \"\" too.")
+                "fragment and the parameters of path segments (;k=v); replace with a token "
+                "each path segment that is one of the record's identifiers (in any form), "
+                "holds an e-mail address or follows a user segment such as /u/, and the host "
+                "name labels that spell an identifier. Text that is not a URL (an event "
+                "name) stays as it is; null and \"\" too.")
 def url(options: UrlOptions, ctx: BuildContext):
     markers = frozenset(a.lower() for a in options.after)
     token = options.token
