@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import signal
+import stat
 import sys
 import traceback
 import warnings
@@ -28,7 +29,15 @@ from .engine import RunStats, compile_plan, run_block
 from .errors import PseudonymError, RecordError, StreamError
 from .jsonlines import AtomicOutput, open_input
 from .keys import ENV_VAR, KeyFileWarning, KeyRing, MasterKey
-from .parallel import SpoolTo, WorkerSpec, file_ranges, iter_blocks, run_parallel, stream_blocks
+from .parallel import (
+    SpoolTo,
+    WorkerSpec,
+    can_inherit_descriptors,
+    file_ranges,
+    iter_blocks,
+    run_parallel,
+    stream_blocks,
+)
 from .policy import Policy, builtin_names, json_schema
 from .progress import Progress
 
@@ -163,8 +172,8 @@ def _anonymise(a: argparse.Namespace) -> int:
                     spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
                                       tuple(keys.key_ids) if keys is not None else None,
                                       out.gzip)
-                    tasks = (file_ranges(a.input) if _regular_file(a.input)
-                             else stream_blocks(src))
+                    ranged = _ranged_input(a.input)
+                    tasks = file_ranges(ranged) if ranged is not None else stream_blocks(src)
                     # Results spool beside an output file; for standard output they come
                     # back in memory: nothing the user did not ask for goes to disk.
                     sink: Callable[[bytes], object] | SpoolTo = write
@@ -176,8 +185,14 @@ def _anonymise(a: argparse.Namespace) -> int:
                         out.sync_so_far()  # the parent's idle time, not a serial end
                         advance(s)
 
-                    run_parallel(plan, spec, _read(tasks, a.input), a.workers, sink, stats,
-                                 report, block_done)
+                    try:
+                        run_parallel(plan, spec, _read(tasks, a.input), a.workers, sink,
+                                     stats, report, block_done)
+                        if isinstance(ranged, int):  # read to the end, as a stream would be
+                            os.lseek(ranged, 0, os.SEEK_END)
+                    finally:
+                        if isinstance(ranged, int):
+                            os.close(ranged)
                 else:
                     live = out.path is None
                     for first_line, block in _read(iter_blocks(src), a.input):
@@ -209,9 +224,21 @@ def _anonymise(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _regular_file(path: str) -> bool:
-    """Uncompressed and seekable: workers can read their share of it themselves."""
-    return path != "-" and not path.endswith(".gz") and os.path.isfile(path)
+def _ranged_input(path: str) -> str | int | None:
+    """Where workers can read their share of the input themselves: an uncompressed file's
+    path or, where workers are forked, a duplicate of standard input when it is redirected
+    from a regular file (``< traces.jsonl``; the workers' own standard input is closed).
+    None: the input is a stream, and blocks are sent to the workers."""
+    if path != "-":
+        return path if not path.endswith(".gz") and os.path.isfile(path) else None
+    if not can_inherit_descriptors():
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(0).st_mode):
+            return None
+        return os.dup(0)
+    except OSError:
+        return None
 
 
 def _read(items: Iterator[T], name: str) -> Iterator[T]:

@@ -3,12 +3,12 @@ in input order, and the per-block counts merge into the one run's statistics.
 
 The parent only hands out blocks of whole lines and puts the answers in order, and does as
 little as it can besides: on two cores, every millisecond it spends pickling, reading and
-writing a block is taken from the workers. From a regular file, workers read their byte
-range themselves and only offsets travel; when the output is a file, workers write each
-block's answer to a spool file beside it and the parent moves it into the output with an
-in-kernel copy, so no answer crosses a pipe. Input blocks read from a stream do cross a
-pipe: they hold the raw records, which are never written to disk (a spool file could
-outlive a killed run).
+writing a block is taken from the workers. From a regular file (named, or standard input
+redirected from one), workers read their byte range themselves and only offsets travel;
+when the output is a file, workers write each block's answer to a spool file beside it
+and the parent moves it into the output with an in-kernel copy, so no answer crosses a
+pipe. Input blocks read from a stream do cross a pipe: they hold the raw records, which
+are never written to disk (a spool file could outlive a killed run).
 Workers load the policy and the key themselves (the key from the same environment variable
 or key file as the parent): the key never crosses a pipe.
 """
@@ -126,20 +126,28 @@ def _init_worker(spec: WorkerSpec) -> None:
     _plan = compile_plan(policy, keys)
 
 
-def file_ranges(path: str, size: int = BLOCK_BYTES) -> Iterator[tuple[None, str, int, int]]:
+def file_ranges(source: str | int, size: int = BLOCK_BYTES
+                ) -> Iterator[tuple[None, str | int, int, int]]:
     """Tasks naming byte ranges of whole lines of a regular file: workers read the bytes
-    themselves, so the parent neither reads nor sends the input."""
-    with open(path, "rb") as f:
-        total = os.fstat(f.fileno()).st_size
-        start = len(BOM) if f.read(len(BOM)) == BOM else 0
+    themselves, so the parent neither reads nor sends the input.
+
+    ``source`` is a path, or the descriptor of a regular file opened for reading
+    (standard input redirected from a file): ranges then start at its current offset,
+    and forked workers read through the descriptor they inherit.
+    """
+    fd = source if isinstance(source, int) else os.open(source, os.O_RDONLY)
+    try:
+        total = os.fstat(fd).st_size
+        start = os.lseek(fd, 0, os.SEEK_CUR) if isinstance(source, int) else 0
+        if os.pread(fd, len(BOM), start) == BOM:
+            start += len(BOM)
         while start < total:
             end = start + size
             if end >= total:
-                yield None, path, start, total
+                yield None, source, start, total
                 return
-            f.seek(end)
             while True:
-                piece = f.read(8192)
+                piece = os.pread(fd, 8192, end)
                 if not piece:
                     end = total
                     break
@@ -148,12 +156,20 @@ def file_ranges(path: str, size: int = BLOCK_BYTES) -> Iterator[tuple[None, str,
                     end += i + 1
                     break
                 end += len(piece)
-            yield None, path, start, end
+            yield None, source, start, end
             start = end
+    finally:
+        if not isinstance(source, int):
+            os.close(fd)
+
+
+def can_inherit_descriptors() -> bool:
+    """Whether workers are forked here, so that they share the parent's open files."""
+    return "fork" in _start_methods()
 
 
 def stream_blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[bytes]]:
-    """Tasks carrying blocks of a stream (standard input, gzip) to the workers, each of
+    """Tasks carrying blocks of a stream (a pipe, gzip) to the workers, each of
     about ``size`` bytes of whole lines, BOM dropped: ``iter_blocks`` over full-size
     reads. Workers want full blocks, and one read cut once copies each byte twice, where
     joining pipe-sized pieces copied it four times (on two cores, the parent's copies
@@ -180,22 +196,26 @@ def _read_full(read: Callable[[int], bytes], size: int) -> bytes:
 _files: dict[str, int] = {}
 
 
-def _work(block: bytes | None, path: str | None = None, start: int = 0, end: int = 0
+def _work(block: bytes | None, source: str | int | None = None, start: int = 0, end: int = 0
           ) -> tuple[bytes | str, RunStats, list[RecordError], int]:
     """One block, lines numbered from 1; the parent shifts the numbers into place. The
     output comes back as bytes, or as the name of the spool file holding it."""
     assert _plan is not None and _spec is not None
     if block is None:
-        assert path is not None
+        assert source is not None
+        name = "standard input" if isinstance(source, int) else source
         try:
-            fd = _files.get(path)
-            if fd is None:
-                fd = _files[path] = os.open(path, os.O_RDONLY)
+            if isinstance(source, int):
+                fd = source
+            else:
+                fd = _files.get(source)
+                if fd is None:
+                    fd = _files[source] = os.open(source, os.O_RDONLY)
             block = os.pread(fd, end - start, start)
         except OSError as e:
-            raise StreamError(f"{path}: cannot read input ({e.strerror})") from None
+            raise StreamError(f"{name}: cannot read input ({e.strerror})") from None
         if len(block) != end - start:
-            raise StreamError(f"{path}: the input file shrank during the run")
+            raise StreamError(f"{name}: the input file shrank during the run")
     rejected: list[RecordError] = []
     stats = RunStats()
     out = run_block(_plan, block, stats, 1, rejected.append)
@@ -283,7 +303,7 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     from multiprocessing import get_context
 
     global _plan
-    fork = "fork" in _start_methods()
+    fork = can_inherit_descriptors()
     pending: deque[Future] = deque()
     spool = None
     if isinstance(write, SpoolTo):

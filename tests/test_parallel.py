@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -176,6 +177,51 @@ def test_stdin_and_gzip_input_go_through_the_parent(tmp_path, big_input):
     zipped = cli("anonymise", "--policy", POLICY, "--workers", "2", "-i", str(gz))
     assert one.stdout == piped.stdout == zipped.stdout
     assert one.stderr == piped.stderr == zipped.stderr
+
+
+def cli_fd(args: list[str], stdin_fd: int, shell_tail: str = ""):
+    """The command with standard input given as a descriptor (``< file`` in a shell), and
+    optionally more shell after it reading the same standard input."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
+    e["PSEUDONYM_KEY"] = KEY.text
+    cmd = " ".join([shlex.quote(sys.executable), "-m", "pseudonym",
+                    *map(shlex.quote, args)])
+    return subprocess.run(["sh", "-c", cmd + shell_tail], stdin=stdin_fd,
+                          capture_output=True, env=e, timeout=120)
+
+
+def test_stdin_redirected_from_a_file_is_read_by_the_workers_from_where_it_stands(
+        tmp_path, big_input):
+    """``< file``: workers read their byte ranges themselves, starting at the offset the
+    shell left (here after the first 100 lines), and the offset ends at the end of the
+    file, as if the command had read it: a command after it sees no raw record."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(big_input)
+    skip = len(b"".join(big_input.splitlines(keepends=True)[:100]))
+    rest = big_input[skip:]
+    one = cli("anonymise", "--policy", POLICY, stdin=rest)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.lseek(fd, skip, os.SEEK_SET)
+        two = cli_fd(["anonymise", "--policy", POLICY, "--workers", "2",
+                      "-o", str(tmp_path / "out.jsonl")], fd, "; echo; cat")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out.jsonl").read_bytes() == one.stdout
+    assert two.stderr == one.stderr  # same rejections, numbered from the offset
+    assert two.stdout == b"\n"  # `cat` found nothing left to read
+
+
+@pytest.mark.parametrize(("given", "ranged"), [("file", True), ("pipe", False)])
+def test_only_stdin_from_a_regular_file_is_handed_out_by_ranges(tmp_path, given, ranged):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"{}\n")
+    code = "from pseudonym.cli import _ranged_input; print(type(_ranged_input('-')).__name__)"
+    with open(src, "rb") as f:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           stdin=f if given == "file" else None,
+                           input=None if given == "file" else "{}\n")
+    assert r.stdout.strip() == ("int" if ranged else "NoneType"), r.stderr
 
 
 def test_gzip_output_with_workers_is_one_valid_gzip_file(tmp_path, big_input):
