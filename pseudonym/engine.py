@@ -24,6 +24,9 @@ MAX_POSITIONS = 1000
 """Record numbers kept per error kind in the audit log; beyond, only the count grows."""
 MAX_RUNS = 4096
 """Distinct hit sequences a run holds before folding them into per-rule counts."""
+MAX_RUN_HITS = 64
+"""Longer hit sequences (records with many fields) are counted hit by hit at once, so
+the sequences held take at most ``MAX_RUNS * MAX_RUN_HITS`` entries."""
 
 
 def _condition(when: dict[str, list[Any]] | None):
@@ -109,31 +112,43 @@ class RunStats:
     read: int = 0
     written: int = 0
     rejected: int = 0
-    counted: Counter = field(default_factory=Counter)
+    counted: Counter = field(default_factory=Counter, repr=False, compare=False)
     """Rule hits as the walk records them: ``n`` rule n matched, ``-n`` matched and
-    transformed, ``(what, shape)`` an unmatched field; split on reading."""
-    runs: dict[tuple, int] = field(default_factory=dict)
-    """Whole hit sequences and how many records gave each, not yet folded into
-    ``counted``: records of one shape give one sequence, so a record costs one tuple
-    look-up instead of one count per hit."""
+    transformed, ``(what, shape)`` an unmatched field; split on reading. Read ``hits``,
+    which includes the sequences not yet folded in."""
+    runs: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
+    """Hit sequences of up to ``MAX_RUN_HITS`` hits and how many records gave each, not
+    yet folded into ``counted``: records of one shape give one sequence, so a record
+    costs one tuple look-up instead of one count per hit."""
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: Counter = field(default_factory=Counter)
 
     def commit(self, hits: list) -> None:
-        k = tuple(hits)
-        runs = self.runs
-        runs[k] = runs.get(k, 0) + 1
+        if len(hits) > MAX_RUN_HITS:
+            self.counted.update(hits)
+        else:
+            k = tuple(hits)
+            runs = self.runs
+            runs[k] = runs.get(k, 0) + 1
+            if len(runs) > MAX_RUNS:
+                self.fold()
         self.written += 1
-        if len(runs) > MAX_RUNS:
-            self.fold()
 
     def fold(self) -> None:
         """Count the pending sequences hit by hit (keeps ``runs`` bounded)."""
         counted = self.counted
         for seq, n in self.runs.items():
-            for h in seq:
-                counted[h] += n
+            if n == 1:
+                counted.update(seq)
+            else:
+                for h in seq:
+                    counted[h] += n
         self.runs.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Folded before pickling (back from a worker): counts, not sequences, travel."""
+        self.fold()
+        return self.__dict__
 
     @property
     def hits(self) -> Counter:

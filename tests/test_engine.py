@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections import Counter
 from unittest.mock import patch
 
@@ -104,14 +105,21 @@ def test_value_action_on_the_whole_record_is_refused():
                          max_size=6), max_size=40))
 def test_run_counts_equal_hit_by_hit_counts_and_stay_bounded(seqs):
     """Hits are counted per record shape (one tuple per record) and folded when too many
-    shapes pile up: the audit's counts must be those of counting every hit one by one."""
+    shapes pile up: the audit's counts must be those of counting every hit one by one,
+    also once pickled (back from a worker) or merged, and what is held stays bounded."""
+    want = Counter(h for hits in seqs for h in hits)
     stats = RunStats()
-    with patch.object(engine, "MAX_RUNS", 3):
+    with patch.object(engine, "MAX_RUNS", 3), patch.object(engine, "MAX_RUN_HITS", 4):
         for hits in seqs:
             stats.commit(list(hits))
             assert len(stats.runs) <= 3
+            assert all(len(seq) <= 4 for seq in stats.runs)
     assert stats.written == len(seqs)
-    assert stats.hits == Counter(h for hits in seqs for h in hits)
+    travelled = pickle.loads(pickle.dumps(stats))
+    assert not travelled.runs
+    merged = RunStats()
+    merged.merge(travelled)
+    assert stats.hits == travelled.hits == merged.hits == want
 
 
 def test_audit_counts_survive_many_record_shapes(keys):
