@@ -30,7 +30,6 @@ from .errors import PseudonymError, RecordError, StreamError
 from .jsonlines import AtomicOutput, open_input
 from .keys import ENV_VAR, KeyFileWarning, KeyRing, MasterKey
 from .parallel import (
-    SpoolTo,
     WorkerSpec,
     can_inherit_descriptors,
     file_ranges,
@@ -174,19 +173,13 @@ def _anonymise(a: argparse.Namespace) -> int:
                                       out.gzip)
                     ranged = _ranged_input(a.input)
                     tasks = file_ranges(ranged) if ranged is not None else stream_blocks(src)
-                    # Results spool beside an output file; for standard output they come
-                    # back in memory: nothing the user did not ask for goes to disk.
-                    sink: Callable[[bytes], object] | SpoolTo = write
-                    if out.path is not None:
-                        out.stream.flush()
-                        sink = SpoolTo(out.stream.fileno(), str(out.path.parent))
 
                     def block_done(s: RunStats) -> None:
                         out.sync_so_far()  # the parent's idle time, not a serial end
                         advance(s)
 
                     try:
-                        run_parallel(plan, spec, _read(tasks, a.input), a.workers, sink,
+                        run_parallel(plan, spec, _read(tasks, a.input), a.workers, write,
                                      stats, report, block_done)
                         if isinstance(ranged, int):  # read to the end, as a stream would be
                             os.lseek(ranged, 0, os.SEEK_END)

@@ -4,28 +4,25 @@ in input order, and the per-block counts merge into the one run's statistics.
 The parent only hands out blocks of whole lines and puts the answers in order, and does as
 little as it can besides: on two cores, every millisecond it spends pickling, reading and
 writing a block is taken from the workers. From a regular file (named, or standard input
-redirected from one), workers read their byte range themselves and only offsets travel;
-when the output is a file, workers write each block's answer to a spool file beside it
-and the parent moves it into the output with an in-kernel copy, so no answer crosses a
-pipe. Input blocks read from a stream do cross a pipe: they hold the raw records, which
-are never written to disk (a spool file could outlive a killed run).
+redirected from one), workers read their byte range themselves and only offsets travel.
+Where workers are forked, blocks read from a stream and results travel through memory
+shared with the workers (anonymous: never a file, so nothing outlives the run), and only
+slot numbers cross a pipe; elsewhere they are pickled through pipes. Nothing the run
+handles is written to disk but its output.
 Workers load the policy and the key themselves (the key from the same environment variable
 or key file as the parent): the key never crosses a pipe.
 """
 
 from __future__ import annotations
 
-import errno
 import gc
 import gzip
+import mmap
 import os
-import shutil
 import signal
-import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import IO, TYPE_CHECKING
 
@@ -41,6 +38,11 @@ if TYPE_CHECKING:
 BLOCK_BYTES = 1 << 20
 """About this many bytes of input per block: large enough that the per-block overhead
 vanishes, small enough that memory stays bounded (in flight: about 3 blocks a worker)."""
+IN_FLIGHT = 3
+"""Blocks handed out per worker and not yet written back."""
+SLOT_BYTES = 2 * BLOCK_BYTES
+"""Room for a block, and for its result, in a slot of shared memory (a block of whole
+lines is about ``BLOCK_BYTES``; one with a very long line travels pickled)."""
 
 
 def iter_blocks(stream: IO[bytes], size: int = BLOCK_BYTES, full_reads: bool = False
@@ -91,22 +93,55 @@ class WorkerSpec:
     key_ids: tuple[str, ...] | None
     gzip: bool = False
     """Compress each block's output as a gzip member, so the parent only writes bytes."""
-    spool: str | None = None
-    """Directory where workers leave each block's output (a file each) for the parent."""
 
 
-@dataclass(frozen=True)
-class SpoolTo:
-    """Where spooled results go: the output's file descriptor (nothing buffered above
-    it), and the directory for the spool (the output's own, so copies stay within one
-    file system; None: the temporary directory)."""
+class _Slots:
+    """Shared memory where blocks and their results travel between the parent and forked
+    workers: anonymous (never a file), one slot per block in flight, each with room for
+    a block and for its result. A block or result that does not fit travels pickled
+    through a pipe instead. Pickling, piping and unpickling copy each byte four times,
+    in processes that share the cores with the workers; a slot copies it once.
 
-    fd: int
-    directory: str | None = None
+    Slot ``i % count`` carries the ``i``-th block: at most ``count`` blocks are in flight,
+    so a slot is reused only once its last result has been written out.
+    """
+
+    IN, OUT = 0, 1
+
+    def __init__(self, count: int, size: int | None = None) -> None:
+        self.count, self.size = count, size or SLOT_BYTES
+        self.mem = mmap.mmap(-1, count * 2 * self.size)
+
+    def _at(self, slot: int, half: int) -> int:
+        return (2 * slot + half) * self.size
+
+    def put(self, slot: int, half: int, data: bytes) -> bool:
+        """Copy ``data`` into a slot's half; False (nothing copied) if it does not fit."""
+        if len(data) > self.size:
+            return False
+        at = self._at(slot, half)
+        self.mem[at:at + len(data)] = data
+        return True
+
+    def take(self, slot: int, half: int, size: int) -> bytes:
+        at = self._at(slot, half)
+        return self.mem[at:at + size]
+
+    def write_out(self, write: Callable[[bytes], object], result: bytes | str | tuple[int, int]
+                  ) -> None:
+        """Write a result, from its slot when it came back as ``(slot, size)``."""
+        if type(result) is not tuple:
+            write(result)  # type: ignore[arg-type]
+            return
+        slot, size = result
+        at = self._at(slot, self.OUT)
+        with memoryview(self.mem) as whole, whole[at:at + size] as part:
+            write(part)  # type: ignore[arg-type]
 
 
 _plan: Plan | None = None
 _spec: WorkerSpec | None = None
+_slots: _Slots | None = None
 
 
 def _init_worker(spec: WorkerSpec) -> None:
@@ -196,12 +231,19 @@ def _read_full(read: Callable[[int], bytes], size: int) -> bytes:
 _files: dict[str, int] = {}
 
 
-def _work(block: bytes | None, source: str | int | None = None, start: int = 0, end: int = 0
-          ) -> tuple[bytes | str, RunStats, list[RecordError], int]:
-    """One block, lines numbered from 1; the parent shifts the numbers into place. The
-    output comes back as bytes, or as the name of the spool file holding it."""
+def _work(block: bytes | None, source: str | int | None = None, start: int = 0, end: int = 0,
+          slot: int | None = None
+          ) -> tuple[bytes | tuple[int, int], RunStats, list[RecordError], int]:
+    """One block, lines numbered from 1; the parent shifts the numbers into place.
+
+    The block comes as bytes, as a byte range of a file to read, or (``source`` None) as
+    the first ``end`` bytes of its shared-memory ``slot``. The output comes back as bytes,
+    or as ``(slot, size)`` when it waits in the slot."""
     assert _plan is not None and _spec is not None
-    if block is None:
+    if block is None and source is None:
+        assert _slots is not None and slot is not None
+        block = _slots.take(slot, _Slots.IN, end)
+    elif block is None:
         assert source is not None
         name = "standard input" if isinstance(source, int) else source
         try:
@@ -222,105 +264,49 @@ def _work(block: bytes | None, source: str | int | None = None, start: int = 0, 
     if _spec.gzip and out:
         out = gzip.compress(out, compresslevel=6, mtime=0)
     lines = block.count(b"\n") + (1 if block and not block.endswith(b"\n") else 0)
-    if _spec.spool is not None:
-        return _spooled(out, _spec.spool), stats, rejected, lines
+    if slot is not None and _slots is not None and _slots.put(slot, _Slots.OUT, out):
+        return (slot, len(out)), stats, rejected, lines
     return out, stats, rejected, lines
 
 
-def _spooled(data: bytes, directory: str) -> str:
-    fd, name = tempfile.mkstemp(dir=directory, suffix=".block")
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    return name
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def move_into(fd: int, name: str) -> None:
-    """Append a spool file to the output ``fd`` and delete it: an in-kernel copy
-    (``sendfile``) where the system has one, plain reads and writes elsewhere."""
-    src = os.open(name, os.O_RDONLY)
-    try:
-        left = os.fstat(src).st_size
-        copy = _kernel_copy
-        while left:
-            n = copy(src, fd, left) if copy is not None else 0
-            if n <= 0:
-                copy = None
-                chunk = os.read(src, min(left, 1 << 20))
-                if not chunk:
-                    raise StreamError("a spool file shrank during the run")
-                _write_all(fd, chunk)
-                n = len(chunk)
-            left -= n
-    finally:
-        os.close(src)
-        os.unlink(name)
-
-
-def _kernel_copy(src: int, dst: int, count: int) -> int:
-    """Bytes moved from ``src`` (at its offset) to ``dst`` by ``sendfile``; 0 where that
-    is not possible (the caller then copies through memory).
-
-    Not ``copy_file_range``: on file systems that clone blocks it shares the new file's
-    blocks with the spool file, the trigger of a data-corrupting OpenZFS bug (2.2.0-2.2.1);
-    ``sendfile`` always copies.
-    """
-    if not sys.platform.startswith("linux"):
-        return 0  # elsewhere sendfile wants a socket, or an explicit offset
-    try:
-        return os.sendfile(dst, src, None, count)
-    except OSError as e:
-        if e.errno in _UNSUPPORTED:
-            return 0
-        raise
-
-
-_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
-
-
 def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: int,
-                 write: Callable[[bytes], object] | SpoolTo, stats: RunStats,
+                 write: Callable[[bytes], object], stats: RunStats,
                  on_reject: Callable[[RecordError], None] | None = None,
                  on_block: Callable[[RunStats], None] | None = None) -> None:
     """Treat tasks (from ``file_ranges`` or ``stream_blocks``) on ``workers`` processes,
-    writing results in input order.
+    writing results in input order with ``write`` (which may be given a memoryview).
 
-    ``write`` is a function taking bytes, or a ``SpoolTo``: results are then spooled (see
-    the module's docstring) in a private directory, removed when the run ends, however it
-    ends.
-    Where processes fork, workers inherit ``plan`` as compiled; elsewhere they rebuild it
-    from ``spec`` (policy reference and key source) and check they got the same one.
+    Where processes fork, workers inherit ``plan`` as compiled, and blocks and results
+    travel through shared memory; elsewhere workers rebuild the plan from ``spec`` (policy
+    reference and key source) and check they got the same one.
     """
     from concurrent.futures import ProcessPoolExecutor  # 30 ms of imports: only when used
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
-    global _plan
+    global _plan, _slots
     fork = can_inherit_descriptors()
     pending: deque[Future] = deque()
-    spool = None
-    if isinstance(write, SpoolTo):
-        spool = tempfile.mkdtemp(prefix=".pseudonym-spool-", dir=write.directory)
-        spec = replace(spec, spool=spool)
-        write = partial(move_into, write.fd)
+    slots = _Slots(IN_FLIGHT * workers) if fork else None
+    if slots is not None:
+        write = partial(slots.write_out, write)
     done = _Collector(write, stats, on_reject, on_block)
-    _plan = plan if fork else None
+    _plan, _slots = (plan, slots) if fork else (None, None)
     if fork:
         gc.freeze()  # forked workers then never touch (so never copy) the parent's objects
     try:
         with ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
                                  initializer=_init_worker, initargs=(spec,)) as pool:
             try:
-                for task in tasks:
-                    pending.append(pool.submit(_work, *task))
-                    if len(pending) >= 3 * workers:
+                for n, (block, *where) in enumerate(tasks):
+                    if slots is None:
+                        pending.append(pool.submit(_work, block, *where))
+                    else:
+                        slot = n % slots.count
+                        if block is not None and slots.put(slot, _Slots.IN, block):
+                            block, where = None, [None, 0, len(block)]
+                        pending.append(pool.submit(_work, block, *where, slot=slot))
+                    if len(pending) >= IN_FLIGHT * workers:
                         done(pending.popleft())
                 while pending:
                     done(pending.popleft())
@@ -332,10 +318,10 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
         raise PseudonymError("a worker process stopped (it could not load the policy or the "
                              "key, or it was killed); no output was published") from None
     finally:
-        _plan = None
+        _plan = _slots = None
         gc.unfreeze()
-        if spool is not None:
-            shutil.rmtree(spool, ignore_errors=True)
+        if slots is not None:
+            slots.mem.close()
 
 
 @dataclass

@@ -258,9 +258,9 @@ def test_lines_trickling_through_a_pipe_come_out_as_they_arrive():
     assert p.returncode == 0
 
 
-def test_spooled_results_leave_nothing_behind_on_success_or_failure(tmp_path, monkeypatch):
-    """With an output descriptor, workers hand blocks back as spool files in a private
-    directory beside the output; the run removes it whether it completes or fails."""
+def test_a_failing_worker_stops_the_run_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A worker's error (a full disk, another key) stops the run with that error; the
+    directory holds only what the caller opened."""
     monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
     policy, keys = Policy.load(POLICY), KeyRing.from_env()
     data = (EXAMPLES / "traces.jsonl").read_bytes() * 50
@@ -270,7 +270,7 @@ def test_spooled_results_leave_nothing_behind_on_success_or_failure(tmp_path, mo
     spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
     with open(out_dir / "result.jsonl", "wb") as f:
         run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000),
-                     2, parallel.SpoolTo(f.fileno(), str(out_dir)), RunStats())
+                     2, f.write, RunStats())
     assert (out_dir / "result.jsonl").read_bytes() == want
     assert os.listdir(out_dir) == ["result.jsonl"]
 
@@ -285,7 +285,7 @@ def test_spooled_results_leave_nothing_behind_on_success_or_failure(tmp_path, mo
     monkeypatch.setattr(parallel, "run_block", disk_full_at_a_workers_third_block)
     with open(out_dir / "failed.jsonl", "wb") as f, pytest.raises(OSError, match="space"):
         run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000),
-                     2, parallel.SpoolTo(f.fileno(), str(out_dir)), RunStats())
+                     2, f.write, RunStats())
     assert sorted(os.listdir(out_dir)) == ["failed.jsonl", "result.jsonl"]
 
     monkeypatch.setattr(parallel, "run_block", real_run_block)
@@ -294,51 +294,48 @@ def test_spooled_results_leave_nothing_behind_on_success_or_failure(tmp_path, mo
     with open(out_dir / "failed.jsonl", "wb") as f, \
             pytest.raises(PseudonymError, match="worker process stopped"):
         run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000),
-                     2, parallel.SpoolTo(f.fileno(), str(out_dir)), RunStats())
+                     2, f.write, RunStats())
     assert sorted(os.listdir(out_dir)) == ["failed.jsonl", "result.jsonl"]
 
 
-@pytest.mark.parametrize("kernel", [True, False])
-@pytest.mark.parametrize("into", ["file", "pipe"])
-def test_a_spool_file_moves_into_a_file_or_a_pipe_whole_and_is_deleted(
-        tmp_path, monkeypatch, kernel, into):
-    """copy_file_range between files, sendfile into a pipe, reads and writes where the
-    kernel offers neither: the same bytes, appended where the output stands."""
-    copied: list[int] = []
-    if kernel:
-        real = parallel._kernel_copy
+def test_blocks_and_results_too_big_for_a_slot_travel_pickled(monkeypatch):
+    """Blocks and results go through shared memory when they fit their slot and through
+    the pipe when they do not; the output is the same either way, in order, and slots
+    are reused many times over (many more blocks than slots)."""
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    policy, keys = Policy.load(POLICY), KeyRing.from_env()
+    lines = (EXAMPLES / "traces.jsonl").read_bytes().splitlines(keepends=True)
+    long = json.loads(lines[0])
+    long["object"]["definition"] = {"name": {"en": "x" * 5000}}  # kept: a long result too
+    data = b"".join(lines[i % len(lines)] if i % 40 else json.dumps(long).encode() + b"\n"
+                    for i in range(1200))
+    want = cli("anonymise", "--policy", POLICY, stdin=data).stdout
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    monkeypatch.setattr(parallel, "SLOT_BYTES", 3000)
+    sent: list[bool] = []
+    real_put = parallel._Slots.put
 
-        def counting(src: int, dst: int, count: int) -> int:
-            n = real(src, dst, count)
-            copied.append(n)
-            return n
+    def put(self, slot, half, payload):
+        ok = real_put(self, slot, half, payload)
+        if half == parallel._Slots.IN:  # the parent's side; workers record in their copy
+            sent.append(ok)
+        return ok
 
-        monkeypatch.setattr(parallel, "_kernel_copy", counting)
-    else:
-        monkeypatch.setattr(parallel, "_kernel_copy", None)
-    payload = bytes(range(256)) * 9000  # more than a pipe holds and than one read
-    spool = tmp_path / "block"
-    spool.write_bytes(payload)
-    if into == "file":
-        with open(tmp_path / "out", "wb") as f:
-            f.write(b"head\n")
-            f.flush()
-            parallel.move_into(f.fileno(), str(spool))
-        got = (tmp_path / "out").read_bytes()
-    else:
-        r, w = os.pipe()
-        reader = subprocess.Popen([sys.executable, "-c",
-                                   "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
-                                  stdin=r, stdout=subprocess.PIPE)
-        os.close(r)
-        os.write(w, b"head\n")
-        parallel.move_into(w, str(spool))
-        os.close(w)
-        got = reader.communicate(timeout=60)[0]
-    assert got == b"head\n" + payload
-    assert not spool.exists()
-    if kernel and sys.platform.startswith("linux"):
-        assert sum(copied) == len(payload), "the kernel did the copy"
+    came_back: list[str] = []
+    real_write_out = parallel._Slots.write_out
+
+    def write_out(self, write, result):
+        came_back.append("slot" if type(result) is tuple else "pipe")
+        return real_write_out(self, write, result)
+
+    monkeypatch.setattr(parallel._Slots, "put", put)
+    monkeypatch.setattr(parallel._Slots, "write_out", write_out)
+    got = io.BytesIO()
+    run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 2500), 2,
+                 got.write, RunStats())
+    assert got.getvalue() == want
+    assert len(sent) > 3 * parallel.IN_FLIGHT * 2 and True in sent and False in sent
+    assert {"slot", "pipe"} <= set(came_back)
 
 
 def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch):
@@ -362,9 +359,14 @@ def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch
     assert synced == [1200, 2400]
 
 
-def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeypatch):
-    """Only results are spooled to disk: a block of raw input read from standard input
-    goes to a worker in memory, so a killed run cannot leave personal data behind."""
+@pytest.mark.parametrize("to_file", [True, False])
+def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeypatch,
+                                                               to_file):
+    """Nothing the run handles goes to disk but its output: blocks of raw input read from
+    standard input and their results travel in memory (shared with forked workers, never
+    a file), so a killed run cannot leave personal data behind. Workers inherit the
+    guards below: creating any file, or writing a raw record to one, fails the run."""
+    import builtins
     import stat
 
     monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
@@ -373,54 +375,34 @@ def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeyp
     record = {"id": "1", "actor": {"objectType": "Agent", "mbox": f"mailto:{marker}"},
               "verb": {"id": "https://w3id.org/xapi/video/verbs/played"}}
     data = (json.dumps(record) + "\n").encode() * 3000
-    real_write = os.write
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    out = tmp_path / "out.jsonl"
+    target = open(out, "wb") if to_file else io.BytesIO()  # noqa: SIM115
+    real_write, real_os_open, real_open = os.write, os.open, builtins.open
 
-    def guarded_write(fd: int, payload) -> int:  # inherited by the forked workers
+    def guarded_write(fd: int, payload) -> int:
         if stat.S_ISREG(os.fstat(fd).st_mode) and marker.encode() in bytes(payload):
             raise AssertionError("a raw record was written to a file")
         return real_write(fd, payload)
 
-    real_move, moved = parallel.move_into, []
+    def guarded_os_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise AssertionError(f"the run created a file: {path}")
+        return real_os_open(path, flags, *args, **kwargs)
 
-    def inspected_move(fd: int, name: str) -> None:
-        with open(name, "rb") as spooled:
-            content = spooled.read()
-        assert marker.encode() not in content and content.count(b"\n") > 0
-        moved.append(name)
-        real_move(fd, name)
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and set(str(mode)) & set("wax+"):
+            raise AssertionError(f"the run opened a file to write: {file}")
+        return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(os, "write", guarded_write)
-    monkeypatch.setattr(parallel, "move_into", inspected_move)
-    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
-    with open(tmp_path / "out.jsonl", "wb") as f:
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    with target:
         run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 20_000),
-                     2, parallel.SpoolTo(f.fileno(), str(tmp_path)), RunStats())
-    out = (tmp_path / "out.jsonl").read_bytes()
-    assert out.count(b"\n") == 3000 and marker.encode() not in out
-    assert len(moved) > 1 and os.listdir(tmp_path) == ["out.jsonl"]
-
-
-@pytest.mark.parametrize("to_file", [True, False])
-def test_the_command_spools_results_beside_an_output_file_only(tmp_path, monkeypatch,
-                                                               capsysbinary, to_file):
-    """Written to standard output, results come back in memory: nothing the user did not
-    ask for is written to disk."""
-    from pseudonym import cli as cli_module
-
-    sinks = []
-    real = cli_module.run_parallel
-
-    def recording(plan, spec, tasks, workers, sink, *rest):
-        sinks.append(sink)
-        return real(plan, spec, tasks, workers, sink, *rest)
-
-    monkeypatch.setattr(cli_module, "run_parallel", recording)
-    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
-    src = tmp_path / "in.jsonl"
-    src.write_bytes((EXAMPLES / "traces.jsonl").read_bytes() * 20)
-    out = ["-o", str(tmp_path / "out.jsonl")] if to_file else []
-    assert cli_module.main(["anonymise", "-q", "--policy", POLICY, "-i", str(src),
-                            "--workers", "2", *out]) == 0
-    assert isinstance(sinks[0], parallel.SpoolTo) == to_file
-    written = (tmp_path / "out.jsonl").read_bytes() if to_file else capsysbinary.readouterr().out
-    assert written.count(b"\n") == 240
+                     2, target.write, RunStats())
+        written = target.getvalue() if not to_file else None
+    monkeypatch.undo()
+    written = out.read_bytes() if to_file else written
+    assert written.count(b"\n") == 3000 and marker.encode() not in written
+    assert os.listdir(tmp_path) == (["out.jsonl"] if to_file else [])
