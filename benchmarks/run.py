@@ -9,7 +9,7 @@ from start to exit (interpreter start and policy loading included), best of ``--
 at ``--lines`` and of ``--big-repeat`` at ``--big-lines``, and on a one-line file (their
 start-up, which the table separates from the time per record):
 
-- the CLI, one process and ``--workers N``;
+- the CLI, one process and ``--workers N``, file to file and through pipes;
 - a hand-written plain-Python pass doing the same transformations with the same JSON
   library (``handwritten.py``); before timing, its output is checked equal to the CLI's;
 - presidio-structured doing a strict subset of the work (``presidio_pass.py``), installed
@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -261,6 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         check_presidio(policy.name, sample, work / "check-presidio.jsonl")
         contenders.append(("presidio-structured (subset)",
                            lambda i, o: [*pres, str(i), str(o)]))
+    piped = " ".join(map(shlex.quote, cli))
+    one_pipe, workers_pipe = f"{one_name}, pipes", f"{workers_name}, pipes"
+    contenders += [  # as in a Unix pipeline: `cat in | pseudonym ... | cat > out`
+        (one_pipe, lambda i, o: ["sh", "-c", f"cat {shlex.quote(str(i))} | {piped} | "
+                                             f"cat > {shlex.quote(str(o))}"]),
+        (workers_pipe, lambda i, o: ["sh", "-c", f"cat {shlex.quote(str(i))} | {piped} "
+                                                 f"--workers {a.workers} | "
+                                                 f"cat > {shlex.quote(str(o))}"]),
+    ]
     print(f"outputs checked on {len(sample_lines):,} statements; timing {a.lines:,} lines, "
           f"best of {a.repeat}", file=sys.stderr)
 
@@ -277,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         timed_round(contenders, first, 1, work, startup, env, a.wait_idle)
         timed_round(contenders, inp, a.lines, work, best, env, a.wait_idle)
     outputs = [work / f"out-{n}.jsonl" for n in range(len(contenders))]
-    if not _same_file(outputs[0], outputs[1]):
-        raise SystemExit("--workers output differs from the single process output")
+    if not all(_same_file(outputs[0], outputs[n]) for n in (1, -2, -1)):
+        raise SystemExit("--workers or piped output differs from the single process output")
 
     memory: list[tuple[int, float, float]] = []
     for n in [a.lines] + ([a.big_lines] if a.big_lines else []):
@@ -298,9 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(a.big_repeat):
             ceilings.append(machine_ceiling())
             timed_round(contenders, big_in, a.big_lines, work, big, env, a.wait_idle)
-        if not _same_file(outputs[0], outputs[1]):
-            raise SystemExit(f"--workers output differs from the single process output at "
-                             f"{a.big_lines:,} lines")
+        if not all(_same_file(outputs[0], outputs[n]) for n in (1, -2, -1)):
+            raise SystemExit(f"--workers or piped output differs from the single process "
+                             f"output at {a.big_lines:,} lines")
         big_in.unlink()
     for scratch in [*outputs, first, inp]:
         scratch.unlink(missing_ok=True)
@@ -391,8 +401,10 @@ def report(policy, a, startup: dict[str, Result], best: dict[str, Result], memor
                          f"process (the limit of one process): "
                          f"**{ratio(results, hand_name, pres_name):.2f}x**")
         w = ratio(results, workers_name, one_name)
-        lines.append(f"- {a.workers} workers / 1 process {at}: **{w:.2f}x** (target >= 1.7 "
-                     f"with 2 workers on 2 cores: {verdict(w >= 1.7)})")
+        wp = ratio(results, f"{workers_name}, pipes", f"{one_name}, pipes")
+        lines.append(f"- {a.workers} workers / 1 process {at}: **{w:.2f}x** files, "
+                     f"**{wp:.2f}x** pipes (target >= 1.7 with 2 workers on 2 cores: "
+                     f"{verdict(w >= 1.7)}, {verdict(wp >= 1.7)})")
     lines.append(f"- for scale, two processes of plain JSON parsing and writing "
                  f"(`scaling.py`, once per round): at best **{ceiling:.2f}x** on this "
                  f"machine during the run")
