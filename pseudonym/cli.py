@@ -170,9 +170,11 @@ def _anonymise(a: argparse.Namespace) -> int:
                 if a.workers > 1:
                     spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
                                       tuple(keys.key_ids) if keys is not None else None,
-                                      out.gzip)
+                                      out.gzip, "standard input" if a.input == "-" else a.input)
                     ranged = _ranged_input(a.input)
-                    tasks = file_ranges(ranged) if ranged is not None else stream_blocks(src)
+                    handed: list[tuple] = []  # the last range handed out
+                    tasks = (_last_in(file_ranges(ranged), handed) if ranged is not None
+                             else stream_blocks(src))
 
                     def block_done(s: RunStats) -> None:
                         out.sync_so_far()  # the parent's idle time, not a serial end
@@ -181,8 +183,8 @@ def _anonymise(a: argparse.Namespace) -> int:
                     try:
                         run_parallel(plan, spec, _read(tasks, a.input), a.workers, write,
                                      stats, report, block_done)
-                        if isinstance(ranged, int):  # read to the end, as a stream would be
-                            os.lseek(ranged, 0, os.SEEK_END)
+                        if isinstance(ranged, int) and handed:  # read as far as treated
+                            os.lseek(ranged, handed[0][3], os.SEEK_SET)
                     finally:
                         if isinstance(ranged, int):
                             os.close(ranged)
@@ -218,13 +220,20 @@ def _anonymise(a: argparse.Namespace) -> int:
 
 
 def _ranged_input(path: str) -> str | int | None:
-    """Where workers can read their share of the input themselves: an uncompressed file's
-    path or, where workers are forked, a duplicate of standard input when it is redirected
-    from a regular file (``< traces.jsonl``; the workers' own standard input is closed).
-    None: the input is a stream, and blocks are sent to the workers."""
+    """Where workers can read their share of the input themselves: an uncompressed file,
+    or standard input redirected from one (``< traces.jsonl``; the workers' own standard
+    input is closed). Where workers are forked, a descriptor they inherit: the file they
+    read is the one opened here, even if renamed or replaced during the run; elsewhere,
+    its path. None: the input is a stream, and blocks are sent to the workers."""
+    fork = can_inherit_descriptors()
     if path != "-":
-        return path if not path.endswith(".gz") and os.path.isfile(path) else None
-    if not can_inherit_descriptors():
+        if path.endswith(".gz") or not os.path.isfile(path):
+            return None
+        try:
+            return os.open(path, os.O_RDONLY) if fork else path
+        except OSError as e:
+            raise StreamError(f"{path}: cannot read input ({e.strerror})") from None
+    if not fork:
         return None
     try:
         if not stat.S_ISREG(os.fstat(0).st_mode):
@@ -232,6 +241,15 @@ def _ranged_input(path: str) -> str | int | None:
         return os.dup(0)
     except OSError:
         return None
+
+
+def _last_in(tasks: Iterator[tuple], handed: list[tuple]) -> Iterator[tuple]:
+    """``tasks``, keeping the last one handed out in ``handed``: once the run has treated
+    them all, standard input is left where they end (what was appended meanwhile stays for
+    the next reader, as a stream read would have left it)."""
+    for task in tasks:
+        handed[:] = [task]
+        yield task
 
 
 def _read(items: Iterator[T], name: str) -> Iterator[T]:

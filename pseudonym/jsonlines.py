@@ -25,6 +25,7 @@ Edge cases of JSON, decided once for every entry point:
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import os
@@ -158,6 +159,8 @@ class AtomicOutput:
     def __enter__(self) -> AtomicOutput:
         if self.path is None:
             self.stream = sys.stdout.buffer
+            if isinstance(self.stream, io.RawIOBase):  # python -u: a raw write may be partial
+                self.stream = _Unowned(self.stream)
             return self
         directory = self.path.parent if str(self.path.parent) else Path(".")
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
@@ -209,6 +212,16 @@ class AtomicOutput:
             with suppress(OSError):
                 os.unlink(self._tmp)
             self._tmp = None
+
+
+class _Unowned(io.BufferedWriter):
+    """A buffer over a raw stream it does not own (standard output under ``python -u``):
+    its writes are whole, and dropping it flushes but never closes the stream."""
+
+    def close(self) -> None:
+        with suppress(OSError, ValueError):  # ValueError: detached already
+            self.flush()
+            self.detach()
 
 
 def write_lines(stream: IO[bytes], lines: Iterable[bytes]) -> None:

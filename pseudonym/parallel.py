@@ -93,6 +93,8 @@ class WorkerSpec:
     key_ids: tuple[str, ...] | None
     gzip: bool = False
     """Compress each block's output as a gzip member, so the parent only writes bytes."""
+    input_name: str = "input"
+    """How errors name the input when workers read it through a descriptor."""
 
 
 class _Slots:
@@ -145,7 +147,9 @@ _slots: _Slots | None = None
 
 
 def _init_worker(spec: WorkerSpec) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # sent to the group, the parent decides
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     global _plan, _spec
     _spec = spec
     if _plan is not None and _plan.policy.sha256 == spec.policy_sha256:
@@ -166,9 +170,9 @@ def file_ranges(source: str | int, size: int = BLOCK_BYTES
     """Tasks naming byte ranges of whole lines of a regular file: workers read the bytes
     themselves, so the parent neither reads nor sends the input.
 
-    ``source`` is a path, or the descriptor of a regular file opened for reading
-    (standard input redirected from a file): ranges then start at its current offset,
-    and forked workers read through the descriptor they inherit.
+    ``source`` is a path, or the descriptor of a regular file opened for reading (opened
+    once by the caller, or standard input redirected from a file): ranges then start at
+    its current offset, and forked workers read through the descriptor they inherit.
     """
     fd = source if isinstance(source, int) else os.open(source, os.O_RDONLY)
     try:
@@ -245,7 +249,7 @@ def _work(block: bytes | None, source: str | int | None = None, start: int = 0, 
         block = _slots.take(slot, _Slots.IN, end)
     elif block is None:
         assert source is not None
-        name = "standard input" if isinstance(source, int) else source
+        name = _spec.input_name if isinstance(source, int) else source
         try:
             if isinstance(source, int):
                 fd = source
@@ -274,7 +278,8 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
                  on_reject: Callable[[RecordError], None] | None = None,
                  on_block: Callable[[RunStats], None] | None = None) -> None:
     """Treat tasks (from ``file_ranges`` or ``stream_blocks``) on ``workers`` processes,
-    writing results in input order with ``write`` (which may be given a memoryview).
+    writing results in input order with ``write`` (which may be given a memoryview, valid
+    during the call only).
 
     Where processes fork, workers inherit ``plan`` as compiled, and blocks and results
     travel through shared memory; elsewhere workers rebuild the plan from ``spec`` (policy
@@ -287,7 +292,12 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     global _plan, _slots
     fork = can_inherit_descriptors()
     pending: deque[Future] = deque()
-    slots = _Slots(IN_FLIGHT * workers) if fork else None
+    slots = None
+    if fork:
+        try:
+            slots = _Slots(IN_FLIGHT * workers)
+        except OSError:  # memory refused (strict overcommit, a limit): pickle through pipes
+            slots = None
     if slots is not None:
         write = partial(slots.write_out, write)
     done = _Collector(write, stats, on_reject, on_block)

@@ -137,6 +137,31 @@ def test_interrupted_run_publishes_nothing_and_is_audited(work, sig):
     assert entry["records"]["written"] <= entry["records"]["read"] <= 1000
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_signal_to_the_whole_group_interrupts_a_run_with_workers(work, sig):
+    """A terminal closing (SIGHUP) or a service manager stopping the job (SIGTERM) signals
+    every process of the group: the workers leave it to the main process, and the run
+    ends as interrupted (not as a worker that stopped), with nothing published."""
+    big = work / "big.jsonl"
+    big.write_bytes((work / "in.jsonl").read_bytes() * 10)
+    p = subprocess.Popen(cmd(work, "-i", str(big), "-o", str(work / "out.jsonl"),
+                             "--workers", "2"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                         start_new_session=True)
+    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    deadline = time.monotonic() + 30
+    while not children.read_text().split():  # the workers are running
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)
+    os.killpg(p.pid, sig)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert stderr == b"pseudonym: interrupted; no output file was published\n"
+    assert_nothing_published(work)
+    assert only_entry(work)["status"] == "interrupted"
+
+
 def test_truncated_gzip_input_fails_clearly_and_publishes_nothing(work):
     data = gzip.compress((work / "in.jsonl").read_bytes())
     (work / "in.jsonl.gz").write_bytes(data[: len(data) // 2])
@@ -176,3 +201,34 @@ def test_audit_verify_on_a_hostile_file(tmp_path, content):
     r = subprocess.run([sys.executable, "-m", "pseudonym", "audit", "verify",
                         str(tmp_path / "audit.jsonl")], capture_output=True, timeout=60)
     assert r.returncode == 1 and b"broken at entry 1" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_unbuffered_standard_output_gets_every_byte(monkeypatch):
+    """Under ``python -u`` standard output is a raw stream, whose writes may be partial
+    (a pipe, a signal): the output goes through a buffer that writes everything, and
+    finishing the run leaves standard output open."""
+    import io
+
+    from pseudonym.jsonlines import AtomicOutput
+
+    class Dribble(io.RawIOBase):
+        def __init__(self) -> None:
+            self.got = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            n = min(len(b), 1000)
+            self.got += bytes(b[:n])
+            return n
+
+    raw = Dribble()
+    monkeypatch.setattr(sys, "stdout", type("Out", (), {"buffer": raw})())
+    payload = bytes(range(256)) * 400
+    with AtomicOutput(None) as out:
+        out.stream.write(payload)
+        out.commit()
+    del out
+    assert bytes(raw.got) == payload
+    assert not raw.closed

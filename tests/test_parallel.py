@@ -179,37 +179,58 @@ def test_stdin_and_gzip_input_go_through_the_parent(tmp_path, big_input):
     assert one.stderr == piped.stderr == zipped.stderr
 
 
-def cli_fd(args: list[str], stdin_fd: int, shell_tail: str = ""):
-    """The command with standard input given as a descriptor (``< file`` in a shell), and
-    optionally more shell after it reading the same standard input."""
+RANGED_ONLY = """
+import sys
+from pseudonym import cli
+
+def refuse(*args):
+    raise AssertionError("the main process read standard input")
+
+def growing(source, *args):  # the file grows once the first range is handed out
+    for n, task in enumerate(real(source, *args)):
+        yield task
+        if n == 0 and sys.argv[1]:
+            with open(sys.argv[1], "ab") as f:
+                f.write(b"appended during the run\\n")
+
+real, cli.file_ranges, cli.stream_blocks = cli.file_ranges, growing, refuse
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def cli_fd(args: list[str], stdin_fd: int, grows: str = "", shell_tail: str = ""):
+    """The command with standard input given as a descriptor (``< file`` in a shell), in a
+    process where the main process may not read standard input itself (workers must read
+    their ranges), the file growing if ``grows`` names it, then more shell reading the
+    same standard input."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
     e["PSEUDONYM_KEY"] = KEY.text
-    cmd = " ".join([shlex.quote(sys.executable), "-m", "pseudonym",
-                    *map(shlex.quote, args)])
+    cmd = " ".join(map(shlex.quote, [sys.executable, "-c", RANGED_ONLY, grows, *args]))
     return subprocess.run(["sh", "-c", cmd + shell_tail], stdin=stdin_fd,
                           capture_output=True, env=e, timeout=120)
 
 
 def test_stdin_redirected_from_a_file_is_read_by_the_workers_from_where_it_stands(
         tmp_path, big_input):
-    """``< file``: workers read their byte ranges themselves, starting at the offset the
-    shell left (here after the first 100 lines), and the offset ends at the end of the
-    file, as if the command had read it: a command after it sees no raw record."""
+    """``< file``: workers read their byte ranges themselves (the main process never reads
+    standard input), starting at the offset the shell left (here after the first 100
+    lines). Standard input is left where the treated ranges end, as if the command had
+    read it: a command after it sees no treated record, and what was appended during the
+    run stays for it."""
     src = tmp_path / "in.jsonl"
     src.write_bytes(big_input)
     skip = len(b"".join(big_input.splitlines(keepends=True)[:100]))
-    rest = big_input[skip:]
-    one = cli("anonymise", "--policy", POLICY, stdin=rest)
+    one = cli("anonymise", "--policy", POLICY, stdin=big_input[skip:])
     fd = os.open(src, os.O_RDONLY)
     try:
         os.lseek(fd, skip, os.SEEK_SET)
         two = cli_fd(["anonymise", "--policy", POLICY, "--workers", "2",
-                      "-o", str(tmp_path / "out.jsonl")], fd, "; echo; cat")
+                      "-o", str(tmp_path / "out.jsonl")], fd, str(src), "; echo; cat")
     finally:
         os.close(fd)
     assert (tmp_path / "out.jsonl").read_bytes() == one.stdout
     assert two.stderr == one.stderr  # same rejections, numbered from the offset
-    assert two.stdout == b"\n"  # `cat` found nothing left to read
+    assert two.stdout == b"\nappended during the run\n"
 
 
 @pytest.mark.parametrize(("given", "ranged"), [("file", True), ("pipe", False)])
@@ -359,16 +380,37 @@ def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch
     assert synced == [1200, 2400]
 
 
+_GUARDING: list[bool] = []
+"""While set, the audit hook below fails any file creation or writing open, and any
+memory map of a file (an audit hook cannot be removed: it is installed once, idle)."""
+
+
+def _no_disk(event: str, args: tuple) -> None:
+    if not _GUARDING:
+        return
+    if event == "open":
+        path, mode, flags = args
+        writing = (set(mode) & set("wax+") if isinstance(mode, str)
+                   else (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        if writing and not isinstance(path, int) and not str(path).endswith(".pyc"):
+            raise AssertionError(f"the run opened a file to write: {path}")
+    elif event == "mmap.__new__" and args[0] != -1:
+        raise AssertionError("the run mapped a file into memory")
+
+
 @pytest.mark.parametrize("to_file", [True, False])
 def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeypatch,
                                                                to_file):
     """Nothing the run handles goes to disk but its output: blocks of raw input read from
-    standard input and their results travel in memory (shared with forked workers, never
-    a file), so a killed run cannot leave personal data behind. Workers inherit the
-    guards below: creating any file, or writing a raw record to one, fails the run."""
-    import builtins
+    standard input and their results travel in memory (anonymous memory shared with
+    forked workers, or pipes), so a killed run cannot leave personal data behind. Forked
+    workers inherit the guards: opening a file to write, mapping a file, or writing a raw
+    record to a file, in any process of the run, fails it."""
     import stat
 
+    if not getattr(sys, "_pseudonym_no_disk_hook", False):
+        sys.addaudithook(_no_disk)
+        sys._pseudonym_no_disk_hook = True  # type: ignore[attr-defined]
     monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
     policy, keys = Policy.load(POLICY), KeyRing.from_env()
     marker = "raw.marker.person@example.org"
@@ -376,32 +418,25 @@ def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeyp
               "verb": {"id": "https://w3id.org/xapi/video/verbs/played"}}
     data = (json.dumps(record) + "\n").encode() * 3000
     spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    plan = compile_plan(policy, keys)
     out = tmp_path / "out.jsonl"
     target = open(out, "wb") if to_file else io.BytesIO()  # noqa: SIM115
-    real_write, real_os_open, real_open = os.write, os.open, builtins.open
+    real_write = os.write
 
     def guarded_write(fd: int, payload) -> int:
         if stat.S_ISREG(os.fstat(fd).st_mode) and marker.encode() in bytes(payload):
             raise AssertionError("a raw record was written to a file")
         return real_write(fd, payload)
 
-    def guarded_os_open(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT:
-            raise AssertionError(f"the run created a file: {path}")
-        return real_os_open(path, flags, *args, **kwargs)
-
-    def guarded_open(file, mode="r", *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)) and set(str(mode)) & set("wax+"):
-            raise AssertionError(f"the run opened a file to write: {file}")
-        return real_open(file, mode, *args, **kwargs)
-
     monkeypatch.setattr(os, "write", guarded_write)
-    monkeypatch.setattr(os, "open", guarded_os_open)
-    monkeypatch.setattr(builtins, "open", guarded_open)
-    with target:
-        run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 20_000),
-                     2, target.write, RunStats())
-        written = target.getvalue() if not to_file else None
+    _GUARDING.append(True)
+    try:
+        with target:
+            run_parallel(plan, spec, stream_blocks(io.BytesIO(data), 20_000), 2,
+                         target.write, RunStats())
+            written = target.getvalue() if not to_file else None
+    finally:
+        _GUARDING.clear()
     monkeypatch.undo()
     written = out.read_bytes() if to_file else written
     assert written.count(b"\n") == 3000 and marker.encode() not in written
