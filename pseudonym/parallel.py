@@ -285,7 +285,7 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     travel through shared memory; elsewhere workers rebuild the plan from ``spec`` (policy
     reference and key source) and check they got the same one.
     """
-    from concurrent.futures import ProcessPoolExecutor  # 30 ms of imports: only when used
+    from concurrent.futures import ProcessPoolExecutor  # imports only when used
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
