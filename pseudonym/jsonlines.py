@@ -205,6 +205,8 @@ class AtomicOutput:
             self._tmp = None
 
     def __exit__(self, *exc: Any) -> None:
+        if isinstance(getattr(self, "stream", None), _Unowned):  # what it was given goes out
+            self.stream.close()
         if self._tmp is not None:
             for f in (self.stream, self._raw):
                 with suppress(OSError):  # e.g. a full disk when flushing what is buffered

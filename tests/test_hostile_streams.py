@@ -232,3 +232,7 @@ def test_unbuffered_standard_output_gets_every_byte(monkeypatch):
     del out
     assert bytes(raw.got) == payload
     assert not raw.closed
+    with pytest.raises(RuntimeError), AtomicOutput(None) as out:  # a run that fails midway
+        out.stream.write(b"partial")
+        raise RuntimeError
+    assert bytes(raw.got) == payload + b"partial"  # what was written reached the stream
