@@ -10,6 +10,7 @@ exits 1 when the policies differ.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from . import __version__, cli_dpo
 from .audit import AUDIT_KEY_ENV, AuditLog, verify
@@ -171,7 +172,7 @@ def _anonymise(a: argparse.Namespace) -> int:
                     spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
                                       tuple(keys.key_ids) if keys is not None else None,
                                       out.gzip, "standard input" if a.input == "-" else a.input)
-                    ranged = _ranged_input(a.input)
+                    ranged = _ranged_input(src, a.input)
                     handed: list[tuple] = []  # the last range handed out
                     tasks = (_last_in(file_ranges(ranged), handed) if ranged is not None
                              else stream_blocks(src))
@@ -219,28 +220,23 @@ def _anonymise(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _ranged_input(path: str) -> str | int | None:
+def _ranged_input(src: IO[bytes], path: str) -> str | int | None:
     """Where workers can read their share of the input themselves: an uncompressed file,
     or standard input redirected from one (``< traces.jsonl``; the workers' own standard
-    input is closed). Where workers are forked, a descriptor they inherit: the file they
-    read is the one opened here, even if renamed or replaced during the run; elsewhere,
-    its path. None: the input is a stream, and blocks are sent to the workers."""
-    fork = can_inherit_descriptors()
-    if path != "-":
-        if path.endswith(".gz") or not os.path.isfile(path):
-            return None
-        try:
-            return os.open(path, os.O_RDONLY) if fork else path
-        except OSError as e:
-            raise StreamError(f"{path}: cannot read input ({e.strerror})") from None
-    if not fork:
+    input is closed). Where workers are forked, a duplicate of the descriptor ``src``
+    reads (the very file opened, even if renamed or replaced during the run), which they
+    inherit; elsewhere, the file's path. None: the input is a stream (a pipe, gzip), and
+    blocks are sent to the workers."""
+    if path.endswith(".gz"):
         return None
     try:
-        if not stat.S_ISREG(os.fstat(0).st_mode):
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
             return None
-        return os.dup(0)
-    except OSError:
+    except (OSError, ValueError, io.UnsupportedOperation):
         return None
+    if can_inherit_descriptors():
+        return os.dup(src.fileno())
+    return None if path == "-" else path
 
 
 def _last_in(tasks: Iterator[tuple], handed: list[tuple]) -> Iterator[tuple]:

@@ -20,8 +20,10 @@ import gzip
 import mmap
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import IO, TYPE_CHECKING
@@ -146,10 +148,17 @@ _spec: WorkerSpec | None = None
 _slots: _Slots | None = None
 
 
-def _init_worker(spec: WorkerSpec) -> None:
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # sent to the group, the parent decides
+def _init_worker(spec: WorkerSpec, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent decides
+
+    def stop_if_orphaned(signum: int, frame: object) -> None:
+        if os.getppid() != parent:
+            os._exit(128 + signum)
+
+    for name in ("SIGTERM", "SIGHUP"):  # likewise, unless the parent is gone
         if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+            signal.signal(getattr(signal, name), stop_if_orphaned)
+    _die_with(parent)
     global _plan, _spec
     _spec = spec
     if _plan is not None and _plan.policy.sha256 == spec.policy_sha256:
@@ -163,6 +172,22 @@ def _init_worker(spec: WorkerSpec) -> None:
         if tuple(keys.key_ids) != spec.key_ids:
             raise PseudonymError("a worker found another key than the parent's")
     _plan = compile_plan(policy, keys)
+
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option (linux/prctl.h)."""
+
+
+def _die_with(parent: int) -> None:
+    """On Linux, ask for a SIGTERM when the parent dies (killed with SIGKILL, say): a worker
+    waiting for a block would otherwise linger, its call queue never closing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # gone already, before the request
+        os._exit(1)
 
 
 def file_ranges(source: str | int, size: int = BLOCK_BYTES
@@ -306,7 +331,7 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
         gc.freeze()  # forked workers then never touch (so never copy) the parent's objects
     try:
         with ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
-                                 initializer=_init_worker, initargs=(spec,)) as pool:
+                                 initializer=_init_worker, initargs=(spec, os.getpid())) as pool:
             try:
                 for n, (block, *where) in enumerate(tasks):
                     if slots is None:

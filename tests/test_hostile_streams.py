@@ -137,29 +137,49 @@ def test_interrupted_run_publishes_nothing_and_is_audited(work, sig):
     assert entry["records"]["written"] <= entry["records"]["read"] <= 1000
 
 
+def start_with_workers(work: Path) -> tuple[subprocess.Popen, list[int]]:
+    """``--workers 2`` reading a stream that stays open (the run cannot end by itself), in
+    its own process group, once its workers run: the process and the workers' ids."""
+    p = subprocess.Popen(cmd(work, "-o", str(work / "out.jsonl"), "--workers", "2"),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=ENV, start_new_session=True)
+    assert p.stdin is not None
+    p.stdin.write((work / "in.jsonl").read_bytes())  # several blocks: the workers start
+    p.stdin.flush()
+    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    deadline = time.monotonic() + 30
+    while len(children.read_text().split()) < 2:
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.02)
+    return p, [int(c) for c in children.read_text().split()]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
 def test_a_signal_to_the_whole_group_interrupts_a_run_with_workers(work, sig):
     """A terminal closing (SIGHUP) or a service manager stopping the job (SIGTERM) signals
     every process of the group: the workers leave it to the main process, and the run
     ends as interrupted (not as a worker that stopped), with nothing published."""
-    big = work / "big.jsonl"
-    big.write_bytes((work / "in.jsonl").read_bytes() * 10)
-    p = subprocess.Popen(cmd(work, "-i", str(big), "-o", str(work / "out.jsonl"),
-                             "--workers", "2"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
-                         start_new_session=True)
-    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
-    deadline = time.monotonic() + 30
-    while not children.read_text().split():  # the workers are running
-        assert time.monotonic() < deadline and p.poll() is None
-        time.sleep(0.02)
-    time.sleep(0.3)
+    p, _ = start_with_workers(work)
     os.killpg(p.pid, sig)
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, stderr
     assert stderr == b"pseudonym: interrupted; no output file was published\n"
     assert_nothing_published(work)
     assert only_entry(work)["status"] == "interrupted"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_workers_do_not_outlive_a_killed_main_process(work):
+    """Killed with SIGKILL, the main process cannot stop its workers, which were waiting
+    for the next block: they stop by themselves instead of lingering."""
+    p, workers = start_with_workers(work)
+    p.kill()
+    p.communicate(timeout=30)
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{w}").exists() and
+              Path(f"/proc/{w}/stat").read_text().split()[2] != "Z" for w in workers):
+        assert time.monotonic() < deadline, "a worker outlived the main process"
+        time.sleep(0.05)
 
 
 def test_truncated_gzip_input_fails_clearly_and_publishes_nothing(work):

@@ -237,7 +237,8 @@ def test_stdin_redirected_from_a_file_is_read_by_the_workers_from_where_it_stand
 def test_only_stdin_from_a_regular_file_is_handed_out_by_ranges(tmp_path, given, ranged):
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"{}\n")
-    code = "from pseudonym.cli import _ranged_input; print(type(_ranged_input('-')).__name__)"
+    code = ("import sys; from pseudonym.cli import _ranged_input; "
+            "print(type(_ranged_input(sys.stdin.buffer, '-')).__name__)")
     with open(src, "rb") as f:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            stdin=f if given == "file" else None,
@@ -441,3 +442,22 @@ def test_raw_records_from_a_stream_are_never_written_to_a_file(tmp_path, monkeyp
     written = out.read_bytes() if to_file else written
     assert written.count(b"\n") == 3000 and marker.encode() not in written
     assert os.listdir(tmp_path) == (["out.jsonl"] if to_file else [])
+
+
+def test_without_shared_memory_blocks_and_results_travel_pickled(monkeypatch):
+    """Where the memory for the slots is refused (strict overcommit, a limit), the run
+    goes on through pipes, with the same output."""
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    policy, keys = Policy.load(POLICY), KeyRing.from_env()
+    data = (EXAMPLES / "traces.jsonl").read_bytes() * 50
+    want = cli("anonymise", "--policy", POLICY, stdin=data).stdout
+
+    def refused(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(parallel.mmap, "mmap", refused)
+    got = io.BytesIO()
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000), 2,
+                 got.write, RunStats())
+    assert got.getvalue() == want

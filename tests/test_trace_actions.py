@@ -36,6 +36,7 @@ URL_POLICY = one_rule("$.u", "url", extra=[{"path": "$.user", "action": "learner
     ("https://xjdupont.example.org/", "https://xjdupont.example.org/"),
     ("https://10.0.0.6/x", "https://10.0.0.6/x"),
     ("https://[2001:db8::1]:8080/x", "https://[2001:db8::1]:8080/x"),
+    ("https://jd%75pont.example.org/", "https://_user_.example.org/"),
     ("/courses/c/progress/", "/courses/c/progress/"),
     ("play_video", "play_video"),
     ("edx.course.enrollment.activated", "edx.course.enrollment.activated"),
@@ -50,6 +51,11 @@ def test_url_replaces_a_dotted_identifier_spelled_by_host_labels(keys):
     out = anonymise({"user": "jean.dupont", "u": "https://jean.dupont.example.org/a"},
                     URL_POLICY, keys=keys)
     assert out["u"] == "https://_user_.example.org/a"
+
+
+def test_url_leaves_ip_hosts_alone_even_when_a_user_id_is_a_number(keys):
+    for url in ("https://10.0.0.6/x", "https://[::ffff:10.0.0.6]:443/x", "https://[::6]/x"):
+        assert anonymise({"user": "6", "u": url}, URL_POLICY, keys=keys)["u"] == url
 
 
 def test_url_host_takes_the_longest_identifier_first():

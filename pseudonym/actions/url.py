@@ -59,19 +59,22 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
 def _host(host: str, forms: frozenset[str], token: str) -> str:
     """``host`` (with its port) where labels spelling one of the record's identifiers
     (``jdupont.pages.example.org``, ``jean.dupont.example.org``) are one ``token``.
-    Longest identifiers first, so the output does not depend on set order. An IPv4
-    address is left alone: a user id ``6`` is not ``10.0.0.6``."""
+    Longest identifiers first, so the output does not depend on set order. An IP address
+    is left alone: a user id ``6`` is not ``10.0.0.6``."""
+    if host.startswith("["):  # an IPv6 address (``[::ffff:10.0.0.6]``) names no one
+        return host
     name, colon, port = host.rpartition(":")
-    if not colon or not port.isdigit() or name.endswith(":"):
+    if not colon or not port.isdigit():
         name, colon, port = host, "", ""
+    name = unquote(name).lower()
     if name.replace(".", "").isdigit():
         return host
-    dotted = f".{name.lower()}."
+    dotted = f".{name}."
     for f in sorted((f for f in forms if f".{f}." in dotted), key=lambda f: (-len(f), f)):
         dotted = dotted.replace(f".{f}.", f".{token}.")
         dotted = dotted.replace(f".{f}.", f".{token}.")  # again: neighbours share a dot
     new = dotted[1:-1]
-    return host if new == name.lower() else f"{new}{colon}{port}"
+    return host if new == name else f"{new}{colon}{port}"
 
 
 @action("url", UrlOptions, record_aware=True,
