@@ -131,11 +131,11 @@ class _Slots:
         at = self._at(slot, half)
         return self.mem[at:at + size]
 
-    def write_out(self, write: Callable[[bytes], object], result: bytes | str | tuple[int, int]
+    def write_out(self, write: Callable[[bytes], object], result: bytes | tuple[int, int]
                   ) -> None:
         """Write a result, from its slot when it came back as ``(slot, size)``."""
-        if type(result) is not tuple:
-            write(result)  # type: ignore[arg-type]
+        if not isinstance(result, tuple):
+            write(result)
             return
         slot, size = result
         at = self._at(slot, self.OUT)
