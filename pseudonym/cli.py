@@ -10,6 +10,7 @@ exits 1 when the policies differ.
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import os
@@ -173,9 +174,7 @@ def _anonymise(a: argparse.Namespace) -> int:
                                       tuple(keys.key_ids) if keys is not None else None,
                                       out.gzip, "standard input" if a.input == "-" else a.input)
                     ranged = _ranged_input(src, a.input)
-                    handed: list[tuple] = []  # the last range handed out
-                    tasks = (_last_in(file_ranges(ranged), handed) if ranged is not None
-                             else stream_blocks(src))
+                    tasks = file_ranges(ranged) if ranged is not None else stream_blocks(src)
 
                     def block_done(s: RunStats) -> None:
                         out.sync_so_far()  # the parent's idle time, not a serial end
@@ -184,8 +183,6 @@ def _anonymise(a: argparse.Namespace) -> int:
                     try:
                         run_parallel(plan, spec, _read(tasks, a.input), a.workers, write,
                                      stats, report, block_done)
-                        if isinstance(ranged, int) and handed:  # read as far as treated
-                            os.lseek(ranged, handed[0][3], os.SEEK_SET)
                     finally:
                         if isinstance(ranged, int):
                             os.close(ranged)
@@ -227,7 +224,7 @@ def _ranged_input(src: IO[bytes], path: str) -> str | int | None:
     reads (the very file opened, even if renamed or replaced during the run), which they
     inherit; elsewhere, the file's path. None: the input is a stream (a pipe, gzip), and
     blocks are sent to the workers."""
-    if path.endswith(".gz"):
+    if isinstance(src, gzip.GzipFile):
         return None
     try:
         if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
@@ -237,15 +234,6 @@ def _ranged_input(src: IO[bytes], path: str) -> str | int | None:
     if can_inherit_descriptors():
         return os.dup(src.fileno())
     return None if path == "-" else path
-
-
-def _last_in(tasks: Iterator[tuple], handed: list[tuple]) -> Iterator[tuple]:
-    """``tasks``, keeping the last one handed out in ``handed``: once the run has treated
-    them all, standard input is left where they end (what was appended meanwhile stays for
-    the next reader, as a stream read would have left it)."""
-    for task in tasks:
-        handed[:] = [task]
-        yield task
 
 
 def _read(items: Iterator[T], name: str) -> Iterator[T]:

@@ -197,7 +197,9 @@ def file_ranges(source: str | int, size: int = BLOCK_BYTES
 
     ``source`` is a path, or the descriptor of a regular file opened for reading (opened
     once by the caller, or standard input redirected from a file): ranges then start at
-    its current offset, and forked workers read through the descriptor they inherit.
+    its current offset, forked workers read through the descriptor they inherit, and once
+    every range is handed out the offset is left where they end, as reading would leave
+    it (what was appended meanwhile stays for the next reader).
     """
     fd = source if isinstance(source, int) else os.open(source, os.O_RDONLY)
     try:
@@ -206,11 +208,8 @@ def file_ranges(source: str | int, size: int = BLOCK_BYTES
         if os.pread(fd, len(BOM), start) == BOM:
             start += len(BOM)
         while start < total:
-            end = start + size
-            if end >= total:
-                yield None, source, start, total
-                return
-            while True:
+            end = min(start + size, total)
+            while end < total:
                 piece = os.pread(fd, 8192, end)
                 if not piece:
                     end = total
@@ -222,6 +221,8 @@ def file_ranges(source: str | int, size: int = BLOCK_BYTES
                 end += len(piece)
             yield None, source, start, end
             start = end
+        if isinstance(source, int):
+            os.lseek(fd, start, os.SEEK_SET)
     finally:
         if not isinstance(source, int):
             os.close(fd)
@@ -319,14 +320,12 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     pending: deque[Future] = deque()
     slots = None
     if fork:
-        try:
+        with suppress(OSError):  # memory refused (strict overcommit, a limit): pipes then
             slots = _Slots(IN_FLIGHT * workers)
-        except OSError:  # memory refused (strict overcommit, a limit): pickle through pipes
-            slots = None
     if slots is not None:
         write = partial(slots.write_out, write)
     done = _Collector(write, stats, on_reject, on_block)
-    _plan, _slots = (plan, slots) if fork else (None, None)
+    _plan, _slots = plan if fork else None, slots
     if fork:
         gc.freeze()  # forked workers then never touch (so never copy) the parent's objects
     try:
@@ -334,13 +333,12 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
                                  initializer=_init_worker, initargs=(spec, os.getpid())) as pool:
             try:
                 for n, (block, *where) in enumerate(tasks):
-                    if slots is None:
-                        pending.append(pool.submit(_work, block, *where))
-                    else:
+                    slot = None
+                    if slots is not None:
                         slot = n % slots.count
                         if block is not None and slots.put(slot, _Slots.IN, block):
                             block, where = None, [None, 0, len(block)]
-                        pending.append(pool.submit(_work, block, *where, slot=slot))
+                    pending.append(pool.submit(_work, block, *where, slot=slot))
                     if len(pending) >= IN_FLIGHT * workers:
                         done(pending.popleft())
                 while pending:
