@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from .actions import REGISTRY
+from .actions import REGISTRY, Options
 from .audit import AuditLog, read_entries
 from .engine import anonymise
 from .explain import explain
@@ -60,8 +60,9 @@ def _default(field: Any) -> str:
 
 def _fields_table(model: type[BaseModel]) -> list[str]:
     out = ["| Field | Type | Default | Meaning |", "|---|---|---|---|"]
+    docs = model.option_docs() if issubclass(model, Options) else {}
     for name, f in model.model_fields.items():
-        desc = (f.description or "").replace("|", "\\|").replace("\n", " ")
+        desc = (f.description or docs.get(name, "")).replace("|", "\\|").replace("\n", " ")
         out.append(f"| `{name}` | {_type(f.annotation)} | {_default(f)} | {desc} |")
     return out
 

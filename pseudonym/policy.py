@@ -239,7 +239,7 @@ def json_schema() -> dict[str, Any]:
     rule["properties"]["action"]["enum"] = sorted(REGISTRY)
     rule["allOf"] = []
     for name, act in sorted(REGISTRY.items()):
-        opt = act.options.model_json_schema()
+        opt = act.options.described_schema()
         for k, v in opt.pop("$defs", {}).items():
             schema["$defs"].setdefault(k, v)
         rule["allOf"].append({"if": {"properties": {"action": {"const": name}},

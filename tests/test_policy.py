@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pseudonym import Policy, PolicyError
+from pseudonym.actions import REGISTRY
 from pseudonym.policy import json_schema
 
 from .conftest import EXAMPLES
@@ -132,4 +133,15 @@ def test_schema_checks_action_options():
     hash_branch = next(b for b in rule["allOf"]
                        if b["if"]["properties"]["action"]["const"] == "hash")
     assert "encoding" in hash_branch["then"]["properties"]["options"]["properties"]
+    described = {}
+    for b in rule["allOf"]:
+        name = b["if"]["properties"]["action"]["const"]
+        props = b["then"]["properties"]["options"].get("properties", {})
+        described[name] = {k: v.get("description") for k, v in props.items()}
+        assert described[name] == REGISTRY[name].options.option_docs()
+        assert None not in described[name].values(), name
+    # an option redeclared in a subclass has the subclass's docstring, others the parent's
+    assert described["agent"]["encoding"].startswith("As for ``hash``")
+    assert not described["hash"]["encoding"].startswith("As for")
+    assert described["agent"]["bits"] == described["hash"]["bits"]
     assert schema["additionalProperties"] is False
