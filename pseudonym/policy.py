@@ -261,6 +261,15 @@ class _Loader(yaml.SafeLoader):
                               source=self.source, line=event.start_mark.line + 1)
         return super().compose_node(parent, index)
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ArithmeticError, LookupError, TypeError, ValueError):  # "2020-13-45" as a
+            # date, "!!int x", "!!int ''", a bad "!!binary"...
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise PolicyError(f"not valid YAML: the value is not a valid {kind}",
+                              source=self.source, line=node.start_mark.line + 1) from None
+
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
@@ -318,6 +327,8 @@ def _load_json(text: str, source: str) -> Any:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as e:
         raise PolicyError(f"not valid JSON: {e.msg}", source=source, line=e.lineno) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise PolicyError("not valid JSON: a number is too long", source=source) from None
     except RecursionError:
         raise PolicyError("nested too deeply", source=source) from None
 

@@ -71,7 +71,7 @@ class Options(BaseModel):
 
 
 def _attribute_docstrings(klass: type) -> dict[str, str]:
-    body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
+    body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
     return {field.target.id: inspect.cleandoc(doc.value.value)
             for field, doc in pairwise(body)
             if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
