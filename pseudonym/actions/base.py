@@ -47,7 +47,7 @@ class Options(BaseModel):
     """Base of every action's options: unknown options are refused; each option's
     docstring is its description (in the JSON Schema and the actions reference)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     @classmethod
     def option_docs(cls) -> dict[str, str]:
