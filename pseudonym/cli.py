@@ -177,7 +177,7 @@ def _anonymise(a: argparse.Namespace) -> int:
                     tasks = file_ranges(ranged) if ranged is not None else stream_blocks(src)
 
                     def block_done(s: RunStats) -> None:
-                        out.sync_so_far()  # the parent's idle time, not a serial end
+                        out.sync_so_far()
                         advance(s)
 
                     try:
@@ -192,6 +192,8 @@ def _anonymise(a: argparse.Namespace) -> int:
                         write(run_block(plan, block, stats, first_line, report))
                         if live:
                             out.stream.flush()
+                        else:
+                            out.sync_so_far()
                         advance(stats)
                 out.commit(before_publish=completed)
         except BrokenPipeError:

@@ -360,25 +360,58 @@ def test_blocks_and_results_too_big_for_a_slot_travel_pickled(monkeypatch):
     assert {"slot", "pipe"} <= set(came_back)
 
 
-def test_the_parent_of_workers_syncs_the_output_as_it_goes(tmp_path, monkeypatch):
-    """With workers, the parent flushes the output to disk each SYNC_BYTES while they work,
-    so the fsync before publishing is not the whole output at once; stdout is left alone."""
+@pytest.mark.parametrize("fadvise", [True, False])
+def test_the_output_goes_to_disk_as_it_is_written(tmp_path, monkeypatch, fadvise):
+    """Each SYNC_BYTES, the output's new bytes are sent to disk (started with
+    posix_fadvise where it exists, else written with fdatasync), so the fsync before
+    publishing is not the whole output at once; stdout is left alone."""
     from pseudonym import jsonlines
 
-    synced: list[int] = []
+    synced: list[tuple[int, int]] = []
     monkeypatch.setattr(jsonlines, "SYNC_BYTES", 1000)
-    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size),
-                        raising=False)
+    if fadvise:
+        def advise(fd: int, offset: int, length: int, advice: int) -> None:
+            assert advice == os.POSIX_FADV_DONTNEED and os.fstat(fd).st_size == offset + length
+            synced.append((offset, length))
+        monkeypatch.setattr(os, "posix_fadvise", advise, raising=False)
+        monkeypatch.setattr(os, "POSIX_FADV_DONTNEED", 4, raising=False)
+    else:
+        monkeypatch.delattr(os, "posix_fadvise", raising=False)
+        monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append((0, os.fstat(fd).st_size)),
+                            raising=False)
     with jsonlines.AtomicOutput(tmp_path / "out.jsonl") as out:
         for _ in range(5):
             out.stream.write(b"x" * 600)
             out.sync_so_far()
         out.commit()
-    assert synced == [1200, 2400]
+    assert synced == ([(0, 1200), (1200, 1200)] if fadvise else [(0, 1200), (0, 2400)])
     assert (tmp_path / "out.jsonl").read_bytes() == b"x" * 3000
     with jsonlines.AtomicOutput(None) as out:
         out.sync_so_far()
-    assert synced == [1200, 2400]
+    assert len(synced) == 2
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_sends_its_output_to_disk_as_it_goes(tmp_path, monkeypatch, workers):
+    from pseudonym import cli, jsonlines
+
+    started: list[int] = []
+    monkeypatch.setattr(jsonlines, "SYNC_BYTES", 500_000)
+    monkeypatch.setattr(os, "posix_fadvise",
+                        lambda fd, offset, length, advice: started.append(offset + length),
+                        raising=False)
+    monkeypatch.setattr(os, "POSIX_FADV_DONTNEED", 4, raising=False)
+    policy = tmp_path / "p.yaml"
+    policy.write_text('name: p\nversion: "1"\ndomain: d\nrules:\n'
+                      "  - {path: $.id, action: keep, why: w}\n"
+                      "  - {path: $.text, action: keep, why: w}\n")
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(b'{"id":%d,"text":"%s"}\n' % (i, b"x" * 200)
+                             for i in range(25_000)))
+    assert cli.main(["anonymise", "--policy", str(policy), "--quiet", "-i", str(src),
+                     "-o", str(tmp_path / "out.jsonl"), "--workers", str(workers)]) == 0
+    assert (tmp_path / "out.jsonl").read_bytes() == src.read_bytes()
+    assert len(started) >= 3 and started == sorted(started)
 
 
 _GUARDING: list[bool] = []
