@@ -177,7 +177,7 @@ def _anonymise(a: argparse.Namespace) -> int:
                     tasks = file_ranges(ranged) if ranged is not None else stream_blocks(src)
 
                     def block_done(s: RunStats) -> None:
-                        out.sync_so_far()
+                        out.sync_so_far(wait=True)  # the parent's idle time
                         advance(s)
 
                     try:

@@ -138,6 +138,9 @@ def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
 
 
 SYNC_BYTES = 32 << 20
+STARTS_WRITEBACK = sys.platform.startswith("linux") and hasattr(os, "posix_fadvise")
+"""Whether ``posix_fadvise(DONTNEED)`` starts writing dirty pages (Linux does; the
+standard leaves it open)."""
 
 
 class AtomicOutput:
@@ -175,21 +178,22 @@ class AtomicOutput:
             raise
         return self
 
-    def sync_so_far(self) -> None:
+    def sync_so_far(self, wait: bool = False) -> None:
         """Have the disk take what the file holds, once ``SYNC_BYTES`` more were written:
         otherwise the whole output waits in memory for the fsync in ``commit``, which then
         writes it all while nothing else runs (0.3 to 0.9 s a gigabyte here).
 
-        Where the system allows (Linux), this only starts the writes, and the run goes on
-        (``posix_fadvise(DONTNEED)``; a write error still surfaces at ``commit``'s fsync);
-        elsewhere it waits for them (``fdatasync``)."""
-        if self.path is None:
+        On Linux this only starts the writes and the run goes on (``posix_fadvise``
+        DONTNEED; a write error still surfaces at ``commit``'s fsync). Elsewhere, only a
+        caller with idle time (``wait``: the parent of ``--workers``) writes them, with
+        ``fdatasync``."""
+        if self.path is None or not (wait or STARTS_WRITEBACK):
             return
         self._raw.flush()
         end = self._raw.tell()
         if end - self._synced >= SYNC_BYTES:
             fd = self._raw.fileno()
-            if hasattr(os, "posix_fadvise"):
+            if STARTS_WRITEBACK:
                 with suppress(OSError):  # advice only: commit's fsync writes what is left
                     os.posix_fadvise(fd, self._synced, end - self._synced,
                                      os.POSIX_FADV_DONTNEED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -264,11 +265,12 @@ class _Loader(yaml.SafeLoader):
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
-        except (ArithmeticError, LookupError, TypeError, ValueError):  # "2020-13-45" as a
-            # date, "!!int x", "!!int ''", a bad "!!binary"...
+        except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError):
+            # PyYAML's constructors on "2020-13-45" (a date), "!!int x", "!!timestamp x"
             kind = node.tag.rsplit(":", 1)[-1]
-            raise PolicyError(f"not valid YAML: the value is not a valid {kind}",
-                              source=self.source, line=node.start_mark.line + 1) from None
+            raise PolicyError(f"not valid YAML: the value is not a valid {kind} (quote it "
+                              "to keep it as text)", source=self.source,
+                              line=node.start_mark.line + 1) from None
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
@@ -327,8 +329,10 @@ def _load_json(text: str, source: str) -> Any:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as e:
         raise PolicyError(f"not valid JSON: {e.msg}", source=source, line=e.lineno) from None
-    except ValueError:  # an integer of more digits than Python converts (4,300)
-        raise PolicyError("not valid JSON: a number is too long", source=source) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300 by default)
+        long = max(re.finditer(r"\d+", text), key=lambda m: m.end() - m.start(), default=None)
+        raise PolicyError("not valid JSON: a number is too long", source=source,
+                          line=text.count("\n", 0, long.start()) + 1 if long else None) from None
     except RecursionError:
         raise PolicyError("nested too deeply", source=source) from None
 

@@ -47,7 +47,7 @@ class Options(BaseModel):
     """Base of every action's options: unknown options are refused; each option's
     docstring is its description (in the JSON Schema and the actions reference)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
     def option_docs(cls) -> dict[str, str]:
@@ -66,15 +66,19 @@ class Options(BaseModel):
         out = cls.model_json_schema()
         props = out["properties"]
         for name, doc in cls.option_docs().items():
-            props[name] = dict(sorted({**props[name], "description": doc}.items()))
+            props[name] = dict(sorted({"description": doc, **props[name]}.items()))
         return out
 
 
 def _attribute_docstrings(klass: type) -> dict[str, str]:
-    body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
-    return {field.target.id: inspect.cleandoc(doc.value.value)
-            for field, doc in pairwise(body)
-            if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+    try:
+        source = inspect.getsource(klass)
+    except (OSError, TypeError):  # installed without sources: options go undescribed
+        return {}
+    body = ast.parse(textwrap.dedent(source)).body[0].body
+    return {node.target.id: inspect.cleandoc(doc.value.value)
+            for node, doc in pairwise(body)
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
             and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
             and isinstance(doc.value.value, str)}
 

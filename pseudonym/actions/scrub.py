@@ -99,7 +99,7 @@ ALL_DETECTORS: tuple[Detector, ...] = ("email", "url", "iban", "nir", "phone", "
 
 
 class Pattern(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
     """The token's name: a match becomes ``[NAME]``."""
     regex: str
