@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=_at_least_one, default=100_000,
                     help="lines timed (default 100000)")
     ap.add_argument("--big-lines", type=int, default=1_000_000,
-                    help="lines of the memory run (default 1000000; 0 to skip)")
+                    help="lines of the large timings and memory run (default 1000000; "
+                         "0 to skip them)")
     ap.add_argument("--workers", type=int, default=2, help="CLI workers compared (default 2)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per contender, best kept")
     ap.add_argument("--big-repeat", type=int, default=3,
