@@ -273,6 +273,8 @@ class _Loader(yaml.SafeLoader):
                               line=node.start_mark.line + 1) from None
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if not isinstance(node, yaml.MappingNode):  # "!!map x": PyYAML refuses it, placed
+            return super().construct_mapping(node, deep=deep)
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)

@@ -111,6 +111,15 @@ def test_values_yaml_cannot_build_are_refused_with_their_line(tmp_path, default_
     assert "x9" not in e.value.reason and "45" not in e.value.reason
 
 
+@pytest.mark.parametrize("value", ["!!map rules", "!!set abc", "!!omap abc", "!!str [1]"])
+def test_a_tag_on_the_wrong_kind_of_node_is_refused_with_its_line(tmp_path, value):
+    """Found by fuzzing: "!!map" on a scalar reached the duplicate-key check, which
+    failed with an internal error instead of PyYAML's own refusal."""
+    with pytest.raises(PolicyError) as e:
+        load(tmp_path, HEADER + f"x: {value}\n")
+    assert e.value.line == 4 and "not valid YAML: expected a" in e.value.reason
+
+
 def test_json_policy_with_a_number_python_will_not_read_is_refused(tmp_path,
                                                                    default_int_digits):
     with pytest.raises(PolicyError, match="not valid JSON: a number is too long") as e:
