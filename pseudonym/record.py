@@ -145,11 +145,6 @@ class RecordContext:
         return replace_needles(text, self.needles, replace)
 
 
-def _glued(edge: str, beside: str) -> bool:
-    """Whether ``beside`` continues the token that a needle's ``edge`` character ends."""
-    return edge.isalnum() and beside.isalnum() and not (edge.isalpha() and beside.isdigit())
-
-
 def _lower_same_length(text: str) -> str:
     low = text.lower()
     if len(low) == len(text):
@@ -161,9 +156,7 @@ def replace_needles(text: str, needles: tuple[str, ...], replace: Callable[[str]
     """Replace whole-token occurrences of ``needles`` (lower case), case-insensitively.
 
     A match must not be glued to a letter or digit on a side where the needle itself
-    starts or ends with one, so ``jo`` is not found in ``joint``, nor ``42`` in ``2042``;
-    but digits glued to a letter end are a boundary, so ``jdupont42`` gives ``[USER]42``
-    (handles are names with digits added).
+    starts or ends with one, so ``jo`` is not found in ``joint``.
     """
     low = _lower_same_length(text)
     spans: list[tuple[int, int]] = []
@@ -171,8 +164,8 @@ def replace_needles(text: str, needles: tuple[str, ...], replace: Callable[[str]
         start = low.find(n)
         while start != -1:
             end = start + len(n)
-            ok_before = start == 0 or not _glued(n[0], low[start - 1])
-            ok_after = end == len(low) or not _glued(n[-1], low[end])
+            ok_before = start == 0 or not (n[0].isalnum() and low[start - 1].isalnum())
+            ok_after = end == len(low) or not (n[-1].isalnum() and low[end].isalnum())
             if ok_before and ok_after and not any(a < end and start < b for a, b in spans):
                 spans.append((start, end))
             start = low.find(n, start + 1)

@@ -98,18 +98,6 @@ def test_record_identifiers_are_removed_in_every_form(keys, form):
 def test_record_identifiers_match_whole_tokens_only(keys):
     out = scrub("jo joined the jog", keys, {"detectors": []}, user="jo")
     assert out == "[USER] joined the jog"
-    assert scrub("ids 2042, 42", keys, {"detectors": []}, user="42") == "ids 2042, [USER]"
-    assert scrub("jdupontx, xjdupont", keys, {"detectors": []},
-                 user="jdupont") == "jdupontx, xjdupont"
-
-
-def test_record_identifiers_with_digits_glued_on_are_removed(keys):
-    """A handle is often the name with digits added: the name goes, the digits stay."""
-    out = scrub("jdupont42 and 2024JDupont, cf. jdupont_fun", keys, {"detectors": []},
-                user="jdupont")
-    assert out == "[USER]42 and 2024[USER], cf. [USER]_fun"
-    assert scrub("user421 is not user42", keys, {"detectors": []},
-                 user="user42") == "user421 is not [USER]"
 
 
 def test_record_off(keys):
