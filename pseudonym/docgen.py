@@ -71,8 +71,9 @@ def policy_reference() -> str:
     lines = [
         "# Policy file reference", "", GENERATED, "",
         "A policy is a YAML (or JSON) file with a header and a list of rules. Unknown "
-        "fields are refused, YAML aliases and duplicate keys are refused, and every error "
-        "names the file, line, rule and field. The tables below are generated from the "
+        "fields are refused, and so are YAML aliases, duplicate keys and keys that are not "
+        "text (as in JSON: quote `on:` or `1:`); every error names the file, line, rule "
+        "and field. The tables below are generated from the "
         "pydantic models in `pseudonym/policy.py`.", "",
         "## Header", "", *_fields_table(PolicyModel), "",
         "### Legal bases", "", "| `legal_basis` | GDPR |", "|---|---|",

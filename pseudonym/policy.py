@@ -278,12 +278,10 @@ class _Loader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            try:
-                dup = key in seen
-            except TypeError:
-                raise PolicyError("a mapping key must be text", source=self.source,
-                                  line=key_node.start_mark.line + 1) from None
-            if dup:
+            if type(key) is not str:  # as in JSON: "!!binary" keys would dodge the check
+                raise PolicyError("a mapping key must be text (quote it)", source=self.source,
+                                  line=key_node.start_mark.line + 1)
+            if key in seen:
                 raise PolicyError(f"duplicate key {key!r}", source=self.source,
                                   line=key_node.start_mark.line + 1)
             seen.add(key)

@@ -127,6 +127,17 @@ def test_json_policy_with_a_number_python_will_not_read_is_refused(tmp_path,
     assert e.value.line == 2
 
 
+@pytest.mark.parametrize("line", ["!!binary ZG9tYWlu: other",  # base64 of "domain"
+                                  "1: a", "on: a", "x: {? !!set {a}: 1}", "[1]: a"])
+def test_policy_mapping_keys_must_be_text(tmp_path, line):
+    """As in JSON. Found by review: a "!!binary" key is bytes, so it dodged the duplicate
+    check and pydantic then read it as the text it encodes; a set key was an internal
+    error."""
+    with pytest.raises(PolicyError) as e:
+        load(tmp_path, HEADER + line + "\n")
+    assert e.value.line == 4 and e.value.reason == "a mapping key must be text (quote it)"
+
+
 def test_policy_not_utf8(tmp_path):
     with pytest.raises(PolicyError) as e:
         load(tmp_path, HEADER.encode() + b"description: caf\xe9\n")
