@@ -135,7 +135,7 @@ class RecordContext:
         """The forms searched for inside free text, longest first."""
         if self._needles is None:
             self._needles = tuple(sorted((f for f in self.forms if len(f) >= MIN_FREE_TEXT),
-                                         key=len, reverse=True))
+                                         key=lambda f: (-len(f), f)))
         return self._needles
 
     def remove_ids(self, text: str, replace: Callable[[str], str]) -> str:
@@ -156,7 +156,9 @@ def replace_needles(text: str, needles: tuple[str, ...], replace: Callable[[str]
     """Replace whole-token occurrences of ``needles`` (lower case), case-insensitively.
 
     A match must not be glued to a letter or digit on a side where the needle itself
-    starts or ends with one, so ``jo`` is not found in ``joint``.
+    starts or ends with one, so ``jo`` is not found in ``joint``. Overlapping matches
+    (``anne-marie`` and ``marie-anne`` in ``anne-marie-anne``) are replaced as one, so no
+    part of either survives and the order of ``needles`` does not matter.
     """
     low = _lower_same_length(text)
     spans: list[tuple[int, int]] = []
@@ -166,14 +168,20 @@ def replace_needles(text: str, needles: tuple[str, ...], replace: Callable[[str]
             end = start + len(n)
             ok_before = start == 0 or not (n[0].isalnum() and low[start - 1].isalnum())
             ok_after = end == len(low) or not (n[-1].isalnum() and low[end].isalnum())
-            if ok_before and ok_after and not any(a < end and start < b for a, b in spans):
+            if ok_before and ok_after:
                 spans.append((start, end))
             start = low.find(n, start + 1)
     if not spans:
         return text
     spans.sort()
+    merged = [list(spans[0])]
+    for a, b in spans[1:]:
+        if a < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
     parts, last = [], 0
-    for a, b in spans:
+    for a, b in merged:
         parts.append(text[last:a])
         parts.append(replace(text[a:b]))
         last = b

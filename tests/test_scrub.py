@@ -100,6 +100,20 @@ def test_record_identifiers_match_whole_tokens_only(keys):
     assert out == "[USER] joined the jog"
 
 
+@pytest.mark.parametrize("order", [("$.user", "$.alias"), ("$.alias", "$.user")])
+def test_overlapping_identifiers_are_replaced_as_one(keys, order):
+    """Found by review: the second of two overlapping matches was dropped, so part of an
+    identifier survived, and which part depended on the hash seed."""
+    extra = [{"path": order[1], "action": "hash", "identifying": True}]
+    p = Policy.from_dict({
+        "name": "t", "version": "1", "domain": "test-scrub",
+        "rules": [{"path": order[0], "action": "learner_id"}, *extra,
+                  {"path": "$.text", "action": "scrub", "options": {"detectors": []}}]})
+    out = anonymise({"user": "anne-marie", "alias": "marie-anne",
+                     "text": "anne-marie-anne said, marie-anne-marie too"}, p, keys=keys)
+    assert out["text"] == "[USER] said, [USER] too"
+
+
 def test_record_off(keys):
     assert scrub("by jdupont", keys, {"detectors": [], "record": False},
                  user="jdupont") == "by jdupont"
