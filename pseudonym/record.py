@@ -138,11 +138,9 @@ class RecordContext:
                                          key=lambda f: (-len(f), f)))
         return self._needles
 
-    def remove_ids(self, text: str, replace: Callable[[str], str]) -> str:
-        """``text`` with every occurrence of the record's identifiers replaced."""
-        if not self.ids:
-            return text
-        return replace_needles(text, self.needles, replace)
+    def id_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the record's identifiers occur in ``text`` (see ``needle_spans``)."""
+        return needle_spans(text, self.needles) if self.ids else []
 
 
 def _lower_same_length(text: str) -> str:
@@ -152,13 +150,12 @@ def _lower_same_length(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
-def replace_needles(text: str, needles: tuple[str, ...], replace: Callable[[str], str]) -> str:
-    """Replace whole-token occurrences of ``needles`` (lower case), case-insensitively.
+def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Every whole-token occurrence of ``needles`` (lower case), case-insensitively, as
+    ``(start, end)``; occurrences may overlap.
 
     A match must not be glued to a letter or digit on a side where the needle itself
-    starts or ends with one, so ``jo`` is not found in ``joint``. Overlapping matches
-    (``anne-marie`` and ``marie-anne`` in ``anne-marie-anne``) are replaced as one, so no
-    part of either survives and the order of ``needles`` does not matter.
+    starts or ends with one, so ``jo`` is not found in ``joint``.
     """
     low = _lower_same_length(text)
     spans: list[tuple[int, int]] = []
@@ -171,19 +168,4 @@ def replace_needles(text: str, needles: tuple[str, ...], replace: Callable[[str]
             if ok_before and ok_after:
                 spans.append((start, end))
             start = low.find(n, start + 1)
-    if not spans:
-        return text
-    spans.sort()
-    merged = [list(spans[0])]
-    for a, b in spans[1:]:
-        if a < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    parts, last = [], 0
-    for a, b in merged:
-        parts.append(text[last:a])
-        parts.append(replace(text[a:b]))
-        last = b
-    parts.append(text[last:])
-    return "".join(parts)
+    return spans

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pseudonym import Policy, PolicyError, anonymise
@@ -112,6 +114,22 @@ def test_overlapping_identifiers_are_replaced_as_one(keys, order):
     out = anonymise({"user": "anne-marie", "alias": "marie-anne",
                      "text": "anne-marie-anne said, marie-anne-marie too"}, p, keys=keys)
     assert out["text"] == "[USER] said, [USER] too"
+
+
+DETECTED = ["06 12 34 56 78", "+33 6 12 34 56 78", "FR76 3000 6000 0112 3456 7890 189",
+            "JO94CBJO0010000000000131000302", "fe80::1ff:fe23:4567:890a", "192.168.12.34",
+            "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"]
+
+
+@pytest.mark.parametrize(("value", "user"), [
+    (v, part) for v in DETECTED for part in sorted(set(re.split(r"[ :.+]", v)))
+    if len(part) >= 2] + [(v, v[:2].lower()) for v in DETECTED])
+def test_an_identifier_inside_a_detected_value_does_not_let_the_rest_through(keys, value,
+                                                                                user):
+    """Found by review: identifiers were replaced before the other detectors looked, so a
+    user id 12 made 06 [USER] 34 56 78 of a phone number, which then went undetected."""
+    out = scrub(f"see {value} now", keys, user=user)
+    assert re.fullmatch(r"see \[[A-Z]+\] now", out), out
 
 
 def test_record_off(keys):

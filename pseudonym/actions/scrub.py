@@ -1,13 +1,14 @@
 """scrub: free text kept, with what identifies people in it replaced.
 
-Three sources of matches, applied in this order: the ``email`` and ``url`` detectors
-(an address or link holding a username must go whole, domain included, not become
-``[USER]@example.org``), then the record's own identifiers (the values of its
-identifying fields, in every form: see ``pseudonym.record``), then the other built-in
-detectors, then the policy's custom patterns. Every pattern is compiled when the policy
-compiles. A match becomes a typed token (``[EMAIL]``) or, with ``replace: pseudonym``, a
-keyed pseudonym of the (stripped, lower-cased) match, so the same address gives the same
-text in every record.
+First the ``email`` and ``url`` detectors (an address or link holding a username must go
+whole, domain included, not become ``[USER]@example.org``). Then, all found in the text
+they leave: the record's own identifiers (the values of its identifying fields, in every
+form: see ``pseudonym.record``), the other built-in detectors and the policy's custom
+patterns. Matches that overlap are replaced as one, under the token of the longest: a
+user id ``12`` must not break the phone number it appears in, leaving the rest of it.
+Every pattern is compiled when the policy compiles. A match becomes a typed token
+(``[EMAIL]``) or, with ``replace: pseudonym``, a keyed pseudonym of the (stripped,
+lower-cased) match, so the same address gives the same text in every record.
 
 Inside objects and arrays, keys are scrubbed like values, and a number whose decimal
 text is one of the record's identifiers (a user id) becomes the ``[USER]`` token.
@@ -158,24 +159,29 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     def user(text: str) -> str:
         return render("USER", text)
 
-    first, then = [], []
+    first: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = []
+    then: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None]] = []
     for token, rx, check, early in compiled:
-        if check is None:
-            sub = (rx, lambda m, t=token: render(t, m.group(0)))
+        if not early:
+            then.append((token, rx, check))
+        elif check is None:
+            first.append((rx, lambda m, t=token: render(t, m.group(0))))
         else:
-            sub = (rx, lambda m, t=token, c=check: (render(t, m.group(0)) if c(m.group(0))
-                                                    else m.group(0)))
-        (first if early else then).append(sub)
+            first.append((rx, lambda m, t=token, c=check: (render(t, m.group(0))
+                                                           if c(m.group(0)) else m.group(0))))
     use_record = options.record
 
     def text(value: str, rec: Any) -> str:
         for rx, fn in first:
             value = rx.sub(fn, value)
+        found: list[tuple[int, int, int, str]] = []
         if use_record and rec is not None:
-            value = rec.remove_ids(value, user)
-        for rx, fn in then:
-            value = rx.sub(fn, value)
-        return value
+            found += [(a, b, 0, "USER") for a, b in rec.id_spans(value)]
+        for rank, (token, rx, check) in enumerate(then, 1):
+            for m in rx.finditer(value):
+                if m.end() > m.start() and (check is None or check(m.group(0))):
+                    found.append((m.start(), m.end(), rank, token))
+        return _replace_matches(value, found, render) if found else value
 
     def number(value: int | float, rec: Any) -> Any:
         if not use_record or rec is None or not rec.ids:
@@ -189,6 +195,31 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         return user(value_text) if value_text in rec.forms else value
 
     return text, number
+
+
+def _replace_matches(text: str, found: list[tuple[int, int, int, str]],
+                     render: Callable[[str, str], str]) -> str:
+    """``text`` with every ``(start, end, rank, token)`` match replaced, all found in the
+    same text: matches that overlap are replaced as one, so that no part of any of them
+    survives (a user id ``12`` inside a phone number, two identifiers that share a part),
+    under the token of the longest (of the lowest rank among equals: identifiers first).
+    """
+    found.sort()
+    parts: list[str] = []
+    last = i = 0
+    while i < len(found):
+        a, b, rank, token = found[i]
+        best = (b - a, -rank, token)
+        i += 1
+        while i < len(found) and found[i][0] < b:
+            start, end, rank, token = found[i]
+            best = max(best, (end - start, -rank, token))
+            b = max(b, end)
+            i += 1
+        parts += (text[last:a], render(best[2], text[a:b]))
+        last = b
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def deep(text: Callable[[str, Any], str], number: Callable[[Any, Any], Any]):
