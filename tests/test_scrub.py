@@ -132,6 +132,11 @@ def test_an_identifier_inside_a_detected_value_does_not_let_the_rest_through(key
     assert re.fullmatch(r"see \[[A-Z]+\] now", out), out
 
 
+def test_a_custom_pattern_matching_only_empty_text_replaces_nothing(keys):
+    out = scrub("a b", keys, {"detectors": [], "patterns": [{"name": "B", "regex": r"\b"}]})
+    assert out == "a b"
+
+
 def test_record_off(keys):
     assert scrub("by jdupont", keys, {"detectors": [], "record": False},
                  user="jdupont") == "by jdupont"
