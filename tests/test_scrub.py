@@ -132,6 +132,21 @@ def test_an_identifier_inside_a_detected_value_does_not_let_the_rest_through(key
     assert re.fullmatch(r"see \[[A-Z]+\] now", out), out
 
 
+@pytest.mark.parametrize(("user", "text", "want"), [
+    ("1234", "IBAN BE68 5390 0754 7034 1234 ok", "IBAN [IBAN] [USER] ok"),
+    ("34", "BE68 5390 0754 7034 34 x", "[IBAN] x"),
+    ("jdupont", "jdupont+33 6 12 34 56 78", "[USER][PHONE]"),
+    ("anne-marie", "anne-marie+44 20 7946 0958", "[USER][PHONE]"),
+    ("someone", "IBAN DE89 3704 0044 0532 0130 00 06 12 34 56 78", "IBAN [IBAN]"),
+])
+def test_each_pattern_also_sees_the_text_with_earlier_matches_hidden(keys, user, text, want):
+    """Found by review of the change above: on the raw text alone, an IBAN match that took
+    in a user id failed its check and left the IBAN, and a phone number glued to a name
+    failed its lookbehind. Looking at the text as if earlier matches were replaced, as
+    before, catches them again."""
+    assert scrub(text, keys, user=user) == want
+
+
 def test_a_custom_pattern_matching_only_empty_text_replaces_nothing(keys):
     out = scrub("a b", keys, {"detectors": [], "patterns": [{"name": "B", "regex": r"\b"}]})
     assert out == "a b"

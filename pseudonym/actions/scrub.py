@@ -1,11 +1,13 @@
 """scrub: free text kept, with what identifies people in it replaced.
 
 First the ``email`` and ``url`` detectors (an address or link holding a username must go
-whole, domain included, not become ``[USER]@example.org``). Then, all found in the text
-they leave: the record's own identifiers (the values of its identifying fields, in every
-form: see ``pseudonym.record``), the other built-in detectors and the policy's custom
-patterns. Matches that overlap are replaced as one, under the token of the longest: a
-user id ``12`` must not break the phone number it appears in, leaving the rest of it.
+whole, domain included, not become ``[USER]@example.org``). Then, in the text they leave:
+the record's own identifiers (the values of its identifying fields, in every form: see
+``pseudonym.record``), the other built-in detectors and the policy's custom patterns, in
+that order. Each pattern looks at the text twice, as it is and with the earlier matches
+hidden: a user id ``12`` must not break the phone number it appears in, nor may a
+false match spanning an identifier hide a real one after it. Matches found either way
+that overlap are replaced as one, under the token of the longest.
 Every pattern is compiled when the policy compiles. A match becomes a typed token
 (``[EMAIL]``) or, with ``replace: pseudonym``, a keyed pseudonym of the (stripped,
 lower-cased) match, so the same address gives the same text in every record.
@@ -177,10 +179,12 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         found: list[tuple[int, int, int, str]] = []
         if use_record and rec is not None:
             found += [(a, b, 0, "USER") for a, b in rec.id_spans(value)]
+        masked = _masked(value, found)
         for rank, (token, rx, check) in enumerate(then, 1):
-            for m in rx.finditer(value):
-                if m.end() > m.start() and (check is None or check(m.group(0))):
-                    found.append((m.start(), m.end(), rank, token))
+            hits = _checked(rx, check, value)
+            seen = hits if masked is value else _checked(rx, check, masked)
+            found += [(a, b, rank, token) for a, b in {*hits, *seen}]
+            masked = _masked(masked, seen)
         return _replace_matches(value, found, render) if found else value
 
     def number(value: int | float, rec: Any) -> Any:
@@ -195,6 +199,22 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         return user(value_text) if value_text in rec.forms else value
 
     return text, number
+
+
+def _checked(rx: re.Pattern[str], check: Callable[[str], bool] | None, text: str
+             ) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in rx.finditer(text)
+            if m.end() > m.start() and (check is None or check(m.group(0)))]
+
+
+def _masked(text: str, spans: list[Any]) -> str:
+    """``text`` with ``spans`` hidden (NULs, positions kept), as if already replaced."""
+    if not spans:
+        return text
+    chars = list(text)
+    for a, b, *_ in spans:
+        chars[a:b] = "\x00" * (b - a)
+    return "".join(chars)
 
 
 def _replace_matches(text: str, found: list[tuple[int, int, int, str]],
