@@ -147,6 +147,16 @@ def test_each_pattern_also_sees_the_text_with_earlier_matches_hidden(keys, user,
     assert scrub(text, keys, user=user) == want
 
 
+@pytest.mark.parametrize(("text", "want"), [
+    ("x.http://h/?user=1 ok", "[URL] ok"), ("_https://h/?login=z ok", "_[URL] ok"),
+    ("é https://h/?email=z ok", "é [URL] ok"), ("a-" * 2000 + "://", "a-" * 2000 + "://"),
+])
+def test_urls_are_found_where_a_scheme_can_start(keys, text, want):
+    """The url pattern no longer starts inside a run of scheme characters, which made a
+    run of "a-" quadratic to search (found by review)."""
+    assert scrub(text, keys) == want
+
+
 def test_a_custom_pattern_matching_only_empty_text_replaces_nothing(keys):
     out = scrub("a b", keys, {"detectors": [], "patterns": [{"name": "B", "regex": r"\b"}]})
     assert out == "a b"
