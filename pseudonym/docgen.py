@@ -14,7 +14,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 from pydantic_core import PydanticUndefined
 
 from .actions import REGISTRY, Options
@@ -33,6 +33,8 @@ def _type(t: Any) -> str:
     origin, args = get_origin(t), get_args(t)
     if t is Any:
         return "any"
+    if t is JsonValue:
+        return "any JSON value"
     if origin is Literal:
         return "one of " + ", ".join(f"`{json.dumps(a)}`" for a in args)
     if origin in (Union, UnionType):

@@ -362,6 +362,8 @@ def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
 
 
 def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any) -> PolicyError:
+    if msg.startswith("Recursion error"):  # pydantic-core's depth limit, deep in a value
+        loc, msg = loc[:4], "nested too deeply"
     rule = None
     field_loc = list(loc)
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):

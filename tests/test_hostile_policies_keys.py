@@ -138,6 +138,17 @@ def test_policy_mapping_keys_must_be_text(tmp_path, line):
     assert e.value.line == 4 and e.value.reason == "a mapping key must be text (quote it)"
 
 
+@pytest.mark.parametrize("action", ["redact", "json"])
+@pytest.mark.parametrize("value", ["!!set {a: null}", "!!binary YQ==", "2020-01-01"])
+def test_a_constant_must_be_a_json_value(tmp_path, action, value):
+    """Found by review: a set or bytes loaded, then every record was rejected, and a set's
+    order (so the policy's fingerprint) depended on the hash seed."""
+    with pytest.raises(PolicyError) as e:
+        load(tmp_path, HEADER + f"rules:\n  - path: $.a\n    action: {action}\n"
+                                f"    options: {{value: {value}}}\n")
+    assert e.value.line == 7 and "not a valid JSON value" in str(e.value)
+
+
 def test_policy_not_utf8(tmp_path):
     with pytest.raises(PolicyError) as e:
         load(tmp_path, HEADER.encode() + b"description: caf\xe9\n")

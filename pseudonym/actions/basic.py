@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import JsonValue
+
 from .base import REMOVE, Options, action
 
 
@@ -22,7 +24,7 @@ def drop(options: Any, ctx: Any) -> None:
 
 
 class RedactOptions(Options):
-    value: Any = "[REDACTED]"
+    value: JsonValue = "[REDACTED]"
     """The constant that replaces the value (any JSON value)."""
 
 

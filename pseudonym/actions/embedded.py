@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
+
+from pydantic import JsonValue
 
 from .base import REMOVE, BuildContext, Options, action
 
@@ -10,7 +12,7 @@ from .base import REMOVE, BuildContext, Options, action
 class JsonOptions(Options):
     otherwise: Literal["drop", "redact"] = "redact"
     """What a value that is not a JSON object or array (in text or as is) becomes."""
-    value: Any = ""
+    value: JsonValue = ""
     """The constant ``redact`` puts instead (default: empty text)."""
 
 
