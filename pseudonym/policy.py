@@ -170,7 +170,7 @@ class Policy:
             model = PolicyModel.model_validate(data)
         except ValidationError as e:
             for err in e.errors():
-                problems.append(_problem(err["loc"], err["msg"], source, _node))
+                problems.append(_problem(err["loc"], err["msg"], source, _node, err["type"]))
             raise _combined(problems) from None
         for i, rule in enumerate(model.rules):
             try:
@@ -178,7 +178,7 @@ class Policy:
             except ValidationError as e:
                 for err in e.errors():
                     problems.append(_problem(("rules", i, "options", *err["loc"]), err["msg"],
-                                             source, _node))
+                                             source, _node, err["type"]))
         if problems:
             raise _combined(problems)
         policy = cls(model, source)
@@ -361,8 +361,9 @@ def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
     return best
 
 
-def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any) -> PolicyError:
-    if msg.startswith("Recursion error"):  # pydantic-core's depth limit, deep in a value
+def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any, kind: str = ""
+             ) -> PolicyError:
+    if kind == "recursion_depth_exceeded":  # pydantic-core's limit, deep in a value
         loc, msg = loc[:4], "nested too deeply"
     rule = None
     field_loc = list(loc)
