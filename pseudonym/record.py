@@ -150,12 +150,20 @@ def _lower_same_length(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
+def _glued(edge: str, beside: str) -> bool:
+    """Whether ``beside`` continues the token that a needle's ``edge`` character ends."""
+    return edge.isalnum() and beside.isalnum() and not (edge.isalpha() and beside.isdigit())
+
+
 def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
     """Every whole-token occurrence of ``needles`` (lower case), case-insensitively, as
     ``(start, end)``; occurrences may overlap.
 
     A match must not be glued to a letter or digit on a side where the needle itself
-    starts or ends with one, so ``jo`` is not found in ``joint``.
+    starts or ends with one, so ``jo`` is not found in ``joint``, nor ``42`` in ``2042``;
+    but digits glued to a letter end are a boundary, so ``jdupont42`` is found (handles
+    are names with digits added). A short name found so inside an IBAN or a digest
+    overlaps that detector's match, and the two are replaced as one.
     """
     low = _lower_same_length(text)
     spans: list[tuple[int, int]] = []
@@ -163,8 +171,8 @@ def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
         start = low.find(n)
         while start != -1:
             end = start + len(n)
-            ok_before = start == 0 or not (n[0].isalnum() and low[start - 1].isalnum())
-            ok_after = end == len(low) or not (n[-1].isalnum() and low[end].isalnum())
+            ok_before = start == 0 or not _glued(n[0], low[start - 1])
+            ok_after = end == len(low) or not _glued(n[-1], low[end])
             if ok_before and ok_after:
                 spans.append((start, end))
             start = low.find(n, start + 1)

@@ -41,3 +41,15 @@ def test_identifier_never_survives(user, form, before, after):
     assert planted.lower() not in out["text"].lower()
     assert planted.lower() not in out["link"].lower()
     assert out["text"].split() == [*before, "[USER]", *after]
+
+
+@settings(max_examples=150, deadline=None)
+@given(user=ident, form=st.sampled_from(sorted(FORMS)),
+       digits=st.from_regex(r"[0-9]{1,4}", fullmatch=True))
+def test_identifier_with_digits_glued_on_never_survives(user, form, digits):
+    """A handle made of the identifier and a number (jdupont42) loses the identifier."""
+    planted = FORMS[form](user)
+    assume(planted[-1].isalpha() and planted[0].isalpha())
+    out = anonymise({"user": user, "text": f"by {planted}{digits} and {digits}{planted}."},
+                    POLICY, keys=KEYS)
+    assert out["text"] == f"by [USER]{digits} and {digits}[USER]."

@@ -100,6 +100,32 @@ def test_record_identifiers_are_removed_in_every_form(keys, form):
 def test_record_identifiers_match_whole_tokens_only(keys):
     out = scrub("jo joined the jog", keys, {"detectors": []}, user="jo")
     assert out == "[USER] joined the jog"
+    assert scrub("ids 2042, 42", keys, {"detectors": []}, user="42") == "ids 2042, [USER]"
+    assert scrub("jdupontx, xjdupont", keys, {"detectors": []},
+                 user="jdupont") == "jdupontx, xjdupont"
+
+
+def test_record_identifiers_with_digits_glued_on_are_removed(keys):
+    """A handle is often the name with digits added: the name goes, the digits stay."""
+    out = scrub("jdupont42 and 2024JDupont, cf. jdupont_fun", keys, {"detectors": []},
+                user="jdupont")
+    assert out == "[USER]42 and 2024[USER], cf. [USER]_fun"
+    assert scrub("user421 is not user42", keys, {"detectors": []},
+                 user="user42") == "user421 is not [USER]"
+
+
+@pytest.mark.parametrize(("user", "text", "want"), [
+    ("fe", "from fe80::1ff:fe23:4567:890a now", "from [IP] now"),
+    ("de", "IBAN DE89 3704 0044 0532 0130 00 ok", "IBAN [IBAN] ok"),
+    ("fe", "sha1 a94a8fe5ccb19ba61c4c0873d391e987982fbbd3 ok", "sha1 [HASH] ok"),
+    ("jo", "JO94CBJO0010000000000131000302 ok", "[IBAN] ok"),
+])
+def test_a_short_name_glued_to_digits_inside_a_detected_value_goes_with_it(keys, user, text,
+                                                                           want):
+    """Why the glued-digits rule was once reverted: a short name found inside an IPv6
+    address, an IBAN or a digest cut it before its detector ran, and the rest stayed in
+    clear. Names and detectors now look at the same text and overlaps go as one."""
+    assert scrub(text, keys, user=user) == want
 
 
 @pytest.mark.parametrize("order", [("$.user", "$.alias"), ("$.alias", "$.user")])

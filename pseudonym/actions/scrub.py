@@ -330,7 +330,8 @@ def deep(text: Callable[[str, Any], str], number: Callable[[Any, Any], Any]):
 @action("scrub", ScrubOptions, record_aware=True,
         summary="Keep free text but replace what identifies people in it: the record's "
                 "own identifiers (usernames, ids, names, e-mails of its identifying fields, "
-                "also upper/lower-cased, URL-encoded or as unkeyed MD5/SHA-1/SHA-256 hex), "
+                "also upper/lower-cased, URL-encoded or as unkeyed MD5/SHA-1/SHA-256 hex, "
+                "and with digits glued on: jdupont42 gives [USER]42), "
                 "e-mail addresses, phone numbers (French and international), IPv4/IPv6, "
                 "URLs with credentials or identifying query parameters, French NIR, IBAN, "
                 "hex digests, and the policy's own patterns. Each match becomes a typed "
