@@ -149,6 +149,17 @@ def test_a_constant_must_be_a_json_value(tmp_path, action, value):
     assert e.value.line == 7 and "not a valid JSON value" in str(e.value)
 
 
+@pytest.mark.parametrize("action", ["redact", "json"])
+@pytest.mark.parametrize("value", [".nan", "-.inf", "[1, .inf]", "{a: {b: .NaN}}"])
+def test_a_constant_must_be_finite(tmp_path, action, value):
+    """YAML reads .nan and .inf as floats no JSON writer can write: every record would
+    have had null where the policy said NaN."""
+    with pytest.raises(PolicyError) as e:
+        load(tmp_path, HEADER + f"rules:\n  - path: $.a\n    action: {action}\n"
+                                f"    options: {{value: {value}}}\n")
+    assert e.value.line == 7 and "NaN and infinities are not JSON values" in str(e.value)
+
+
 def test_policy_not_utf8(tmp_path):
     with pytest.raises(PolicyError) as e:
         load(tmp_path, HEADER.encode() + b"description: caf\xe9\n")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, JsonValue
 
 from ..errors import KeyRingError
 
@@ -82,6 +83,23 @@ def _attribute_docstrings(klass: type) -> dict[str, str]:
             and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
             and isinstance(doc.value.value, str)}
 
+
+def _finite(value: JsonValue) -> JsonValue:
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is float and not math.isfinite(v):
+            raise ValueError("NaN and infinities are not JSON values")
+        if isinstance(v, dict):
+            todo += v.values()
+        elif isinstance(v, list):
+            todo += v
+    return value
+
+
+Constant = Annotated[JsonValue, AfterValidator(_finite)]
+"""A constant a rule writes into records: any JSON value. YAML's ``.nan`` and ``.inf``
+are refused: no JSON writer can write them (orjson would write ``null``)."""
 
 ValueFn = Callable[..., Any]
 

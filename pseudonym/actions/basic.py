@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import JsonValue
-
-from .base import REMOVE, Options, action
+from .base import REMOVE, Constant, Options, action
 
 
 @action("keep", structural="keep", linkable=True,
@@ -24,7 +22,7 @@ def drop(options: Any, ctx: Any) -> None:
 
 
 class RedactOptions(Options):
-    value: JsonValue = "[REDACTED]"
+    value: Constant = "[REDACTED]"
     """The constant that replaces the value (any JSON value)."""
 
 

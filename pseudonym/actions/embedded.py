@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import JsonValue
-
-from .base import REMOVE, BuildContext, Options, action
+from .base import REMOVE, BuildContext, Constant, Options, action
 
 
 class JsonOptions(Options):
     otherwise: Literal["drop", "redact"] = "redact"
     """What a value that is not a JSON object or array (in text or as is) becomes."""
-    value: JsonValue = ""
+    value: Constant = ""
     """The constant ``redact`` puts instead (default: empty text)."""
 
 
