@@ -281,3 +281,55 @@ def test_a_failed_run_returns_only_once_every_writer_has_stopped(client, tmp_pat
     with pytest.raises(RuntimeError, match="partition failed"):
         _compute([dask.delayed(slow_writer)(str(late))], dask.delayed(fail)())
     assert late.exists()
+
+
+@pytest.fixture
+def memory_fs():
+    """fsspec's in-memory file system: a remote store (S3, GCS) as the code sees one,
+    reached through a URL; the synchronous scheduler keeps it in this process."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    root = f"/t{os.getpid()}-{id(fs)}"
+    yield fs, root
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def test_remote_urls_are_read_staged_and_published(memory_fs, key_file):
+    import dask
+
+    fs, root = memory_fs
+    lines = example_lines()
+    for i in range(3):
+        fs.pipe(f"{root}/in/part-{i}.jsonl", ("\n".join(lines[i * 4:(i + 1) * 4]) + "\n"
+                                               ).encode())
+    with dask.config.set(scheduler="sync"):
+        job = anonymise_bag(db.read_text(f"memory://{root}/in/part-*.jsonl"), POLICY,
+                            key=KeyRef.file(key_file))
+        stats = job.run(job.to_textfiles(f"memory://{root}/out/part-*.jsonl.gz"))
+    parts = [f"memory://{root}/out/part-{i}.jsonl.gz" for i in range(3)]
+    assert job.results[0] == parts and stats.written == len(lines)
+    assert fs.find(f"{root}/out") == [p.removeprefix("memory://") for p in parts]
+    got = b"".join(gzip.decompress(fs.cat(p)) for p in parts)
+    want = anonymise([json.loads(x) for x in lines], Policy.load(POLICY), keys=KeyRing([KEY]))
+    assert [json.loads(x) for x in got.splitlines()] == list(want)
+
+
+def test_a_failed_run_leaves_nothing_at_a_remote_url(memory_fs, key_file):
+    import dask
+
+    def failing(items):
+        items = list(items)
+        if "FAIL" in items:
+            raise RuntimeError("this partition cannot be read")
+        return items
+
+    fs, root = memory_fs
+    lines = example_lines()
+    fs.pipe(f"{root}/out/README", b"not ours\n")
+    for where in ("out", "new"):
+        bag = db.from_sequence([*lines[:6], "FAIL", *lines[6:]], npartitions=3)
+        job = anonymise_bag(bag.map_partitions(failing), POLICY, key=KeyRef.file(key_file))
+        with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="cannot"):
+            job.run(job.to_textfiles(f"memory://{root}/{where}/part-*.jsonl"))
+    assert fs.find(root) == [f"{root}/out/README"] and not fs.exists(f"{root}/new")
