@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -100,9 +102,18 @@ class Plan:
         try:
             rec = RecordContext(record, self.gather(record)) if self.record_aware else None
             out = walk(self.tree.root_for(record), record, self.mode, hits, rec)
+        except RecordError:
+            raise
         except RecursionError:
-            raise RecordError("too-deep", "the record is nested too deeply") from None
-        return {} if out is REMOVE else out
+            failure = RecordError("too-deep", "the record is nested too deeply")
+        except Exception as e:  # a bug must cost one record, not the run, and quote nothing
+            failure = RecordError("internal-error", f"unexpected {type(e).__name__} while "
+                                  "treating the record (set PSEUDONYM_DEBUG=1 and report it)")
+            if os.environ.get("PSEUDONYM_DEBUG"):
+                traceback.print_exc()
+        else:
+            return {} if out is REMOVE else out
+        raise failure  # outside the handler: the exception, which may hold values, is gone
 
 
 @dataclass

@@ -102,8 +102,9 @@ def identifier_forms(ident: str) -> frozenset[str]:
     for r in raws:
         for variant in {r, r.lower(), r.upper()}:
             forms.add(variant.lower())
-            forms.add(quote(variant, safe="").lower())
-            forms.add(quote_plus(variant, safe="").lower())
+            data = variant.encode("utf-8", "surrogatepass")  # a lone surrogate is kept
+            forms.add(quote(data, safe="").lower())
+            forms.add(quote_plus(data, safe="").lower())
             forms.update(_digests(variant))
     return frozenset(f for f in forms if f)
 

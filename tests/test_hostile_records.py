@@ -230,3 +230,44 @@ def test_lone_surrogate_escape_is_kept_as_an_escape(tmp_path, policy_file):
     assert r.returncode == 0
     assert b'"a\\ud800"' in (tmp_path / "out.jsonl").read_bytes()
     assert records[1]["blob"] == "a\ud800"
+
+
+def test_lone_surrogate_in_an_identifying_field(tmp_path):
+    """Found by review: the identifier's URL-encoded forms were made with strict UTF-8, so
+    the record crashed the run (exit 70), and through the API the exception carried the
+    whole identifier."""
+    p = tmp_path / "policy.yaml"
+    p.write_text(POLICY.replace("  - {path: $.blob, action: keep}\n",
+                                "  - {path: $.user, action: learner_id}\n"
+                                "  - {path: $.blob, action: scrub}\n"))
+    bad = json.dumps({"id": 2, "user": SECRET + "\ud800", "blob": f"by {SECRET}\ud800 !"})
+    r, records, entry = anonymise_file(tmp_path, p, around(bad.encode()))
+    assert r.returncode == 0 and [x["id"] for x in records] == [1, 2, 3]
+    assert records[1]["blob"] == "by [EMAIL]\ud800 !"  # the e-mail detector runs first
+    assert entry["records"]["written"] == 3
+
+
+def test_an_unexpected_error_costs_one_record_and_quotes_nothing(monkeypatch):
+    """A bug in an action (here, made on purpose) rejects the record it met, never the run,
+    and the error raised to the caller neither says nor holds the value."""
+    from pseudonym.actions import REGISTRY
+
+    policy = Policy.from_text(POLICY, source="p.yaml")
+    build = REGISTRY["redact"].build
+
+    def buggy(options, ctx):
+        def run(value):
+            if value == SECRET:
+                raise UnicodeEncodeError("utf-8", value, 0, 1, "boom")
+            return "[REDACTED]"
+        return run
+
+    monkeypatch.setitem(REGISTRY, "redact", REGISTRY["redact"].__class__(
+        **{**vars(REGISTRY["redact"]), "build": buggy}))
+    records = [{"id": 1, "note": "x"}, {"id": 2, "note": SECRET}, {"id": 3, "note": "y"}]
+    assert [r["id"] for r in anonymise(records, policy, keys=KEY, on_error="skip")] == [1, 3]
+    with pytest.raises(RecordError) as e:
+        anonymise(records[1], policy, keys=KEY)
+    assert e.value.kind == "internal-error" and SECRET not in str(e.value)
+    assert e.value.__context__ is None and e.value.__cause__ is None
+    assert build is not buggy
