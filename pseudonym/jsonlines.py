@@ -29,6 +29,7 @@ import io
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -38,7 +39,7 @@ from typing import IO, Any
 
 import orjson
 
-from .errors import RecordError
+from .errors import RecordError, StreamError
 
 BOM = b"\xef\xbb\xbf"
 
@@ -147,15 +148,21 @@ class AtomicOutput:
     """Write to a temporary file and publish it (rename) only on ``commit``.
 
     A ``.gz`` path is compressed on the way, unless ``precompressed``: the caller then
-    writes gzip members itself (several members make one valid gzip file).
+    writes gzip members itself (several members make one valid gzip file). A symbolic
+    link is written through: the file it names is replaced. A device or a named pipe
+    (``/dev/null``, a FIFO) is written in place, as standard output is: renaming over it
+    would replace it with a regular file. A directory is refused before anything is
+    written, so that no run is recorded as completed and then fails to publish.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, precompressed: bool = False
                  ) -> None:
-        self.path = None if path is None or str(path) == "-" else Path(path)
+        self.name = "" if path is None else str(path)
+        self.path = None if path is None or self.name == "-" else Path(path)
         self.gzip = self.path is not None and self.path.suffix == ".gz"
         self._compress = self.gzip and not precompressed
         self._tmp: str | None = None
+        self._direct = False
         self._synced = 0
         self.stream: IO[bytes]
 
@@ -165,10 +172,28 @@ class AtomicOutput:
             if isinstance(self.stream, io.RawIOBase):  # python -u: a raw write may be partial
                 self.stream = _Unowned(self.stream)
             return self
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
-                                         dir=directory)
-        self._raw = self.stream = os.fdopen(fd, "wb")
+        if not self.name:
+            raise StreamError("the output file name is empty; no output file was published")
+        target = Path(os.path.realpath(self.path))
+        try:
+            mode = os.stat(target).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        except OSError as e:
+            raise StreamError(f"{self.path}: cannot write output ({e.strerror}); no output "
+                              "file was published") from None
+        if stat.S_ISDIR(mode):
+            raise StreamError(f"{self.path}: is a directory, not an output file; no output "
+                              "file was published")
+        if not stat.S_ISREG(mode):
+            self._raw = self.stream = open(target, "wb")
+            self._direct = True
+            self.path = None  # written like standard output from here on
+        else:
+            self.path = target
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
+                                             dir=target.parent)
+            self._raw = self.stream = os.fdopen(fd, "wb")
         try:
             if self._compress:
                 self.stream = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
@@ -205,7 +230,11 @@ class AtomicOutput:
         """Flush everything to disk, call ``before_publish`` (the run's audit entry, so that
         no output is ever published without one), then publish by renaming."""
         self.stream.flush()
-        if self.path is not None:
+        if self._direct:
+            if self.stream is not self._raw:
+                self.stream.close()
+            self._raw.close()
+        elif self.path is not None:
             if self.stream is not self._raw:
                 self.stream.close()
             self._raw.flush()
@@ -220,6 +249,10 @@ class AtomicOutput:
     def __exit__(self, *exc: Any) -> None:
         if isinstance(getattr(self, "stream", None), _Unowned):  # what it was given goes out
             self.stream.close()
+        if self._direct:
+            for f in (self.stream, self._raw):
+                with suppress(OSError):
+                    f.close()
         if self._tmp is not None:
             for f in (self.stream, self._raw):
                 with suppress(OSError):  # e.g. a full disk when flushing what is buffered

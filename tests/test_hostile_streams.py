@@ -212,6 +212,52 @@ def test_complete_run_publishes_atomically(work):
     assert only_entry(work)["status"] == "completed"
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_named_pipe_is_written_in_place_not_replaced(work, workers):
+    """Found by review: the output was renamed over whatever was at its path, so that
+    ``-o /dev/null`` run as root replaced the device with a regular file, and a named
+    pipe's reader got nothing and hung. A FIFO stands for any non-regular file here."""
+    import threading
+
+    fifo = work / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", str(fifo), "-w", workers),
+                       capture_output=True, env=ENV, timeout=60)
+    reader.join(timeout=60)
+    assert r.returncode == 0 and r.stderr == b""
+    assert fifo.is_fifo() and len(got[0].splitlines()) == 50_000
+    assert not list(work.glob(".out.fifo.*"))
+    assert only_entry(work)["status"] == "completed"
+
+
+def test_a_symbolic_link_is_written_through(work):
+    (work / "real.jsonl").write_text("old\n")
+    (work / "out.jsonl").symlink_to("real.jsonl")
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", str(work / "out.jsonl")),
+                       capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 0 and (work / "out.jsonl").is_symlink()
+    assert len((work / "real.jsonl").read_bytes().splitlines()) == 50_000
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("outdir", b"outdir: is a directory, not an output file; no output file was published"),
+    ("", b"the output file name is empty; no output file was published")])
+def test_an_output_that_cannot_be_a_file_fails_before_the_run(work, name, message):
+    """Found by review: the run went through, its audit entry said completed, and only
+    then did the rename fail."""
+    (work / "outdir").mkdir()
+    target = str(work / name) if name else ""
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", target),
+                       capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 74 and message in r.stderr
+    entry = only_entry(work)
+    assert entry["status"] == "failed" and entry["records"]["read"] == 0
+    assert list((work / "outdir").iterdir()) == []
+
+
 @pytest.mark.parametrize("content", [b"[" * 100_000 + b"\n", b"\xff\xfe\n", b"\x00" * 10,
                                      b'{"prev": 1}\n'], ids=["deep", "binary", "nul", "type"])
 def test_audit_verify_on_a_hostile_file(tmp_path, content):
