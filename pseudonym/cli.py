@@ -358,8 +358,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)  # a SIGTERM may come while it runs, too
         return COMMANDS[args.command].run(args)
     except StreamError as e:
         err(str(e))
