@@ -151,7 +151,7 @@ def _as_bytes(item: Any) -> bytes:
         b = bytes(item)
     else:
         raise TypeError(f"a bag of lines holds str or bytes, not {type(item).__name__}")
-    return b[3:] if b.startswith(BOM) else b
+    return b
 
 
 
@@ -172,6 +172,8 @@ def _treat(items: Iterable[Any], spec: _Spec) -> list[tuple[list[Any], dict[str,
         positions = stats.read
     else:
         raws = [_as_bytes(i).rstrip(b"\r\n") for i in items]
+        if raws and raws[0].startswith(BOM):  # a file's first line, as the command reads it
+            raws[0] = raws[0][len(BOM):]
         out = [b.decode("utf-8") for b in run_lines(plan, raws, stats)]
         positions = len(raws)
     part = {"stats": stats, "positions": positions, "key_uses": plan.key_uses}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from .actions import REGISTRY, REMOVE, BuildContext
 from .actions.base import scalar_identifiers
 from .errors import RecordError
-from .jsonlines import dumps, loads
+from .jsonlines import BOM, dumps, loads
 from .plan import UNMATCHED_MODE, CompiledRule, Tree, walk
 from .policy import Policy
 from .record import Gatherer, RecordContext
@@ -386,8 +386,8 @@ def _lines(plan: Plan, lines: Iterable[bytes | str], audit: AuditLog | None,
     stats = RunStats()
     run = audit.start(plan) if audit is not None else None
     status = "interrupted"
-    raw = (line.encode("utf-8", "surrogatepass") if type(line) is str else line
-           for line in lines)
+    raw = _without_bom(line.encode("utf-8", "surrogatepass") if type(line) is str else line
+                       for line in lines)
     try:
         if line_ends:
             for out in run_lines(plan, raw, stats, reject):
@@ -401,6 +401,16 @@ def _lines(plan: Plan, lines: Iterable[bytes | str], audit: AuditLog | None,
     finally:
         if run is not None:
             run.finish(stats, status)
+
+
+def _without_bom(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines with a byte-order mark dropped from the first, as the command reads a
+    file (a mark further down is not at the start of a text: its line is rejected)."""
+    it = iter(lines)
+    for first in it:
+        yield first[len(BOM):] if first.startswith(BOM) else first
+        break
+    yield from it
 
 
 def anonymise_block(data: bytes, policy: Policy, *, keys: KeyRing | None = None,

@@ -333,3 +333,21 @@ def test_a_failed_run_leaves_nothing_at_a_remote_url(memory_fs, key_file):
         with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="cannot"):
             job.run(job.to_textfiles(f"memory://{root}/{where}/part-*.jsonl"))
     assert fs.find(root) == [f"{root}/out/README"] and not fs.exists(f"{root}/new")
+
+
+def test_a_byte_order_mark_is_dropped_at_the_start_of_a_file_only(memory_fs, key_file):
+    """As the command reads each file (found by review: it was dropped from every line, so
+    lines the command rejects were written)."""
+    import dask
+
+    fs, root = memory_fs
+    lines = example_lines()
+    fs.pipe(f"{root}/in/a.jsonl", ("\ufeff" + "\n".join(lines[:6]) + "\n").encode())
+    fs.pipe(f"{root}/in/b.jsonl", ("\ufeff" + lines[6] + "\n\ufeff" + "\n".join(lines[7:])
+                                   + "\n").encode())
+    with dask.config.set(scheduler="sync"):
+        job = anonymise_bag(db.read_text(f"memory://{root}/in/*.jsonl"), POLICY,
+                            key=KeyRef.file(key_file), on_error="skip")
+        stats = job.run(job.bag)
+    assert stats.written == len(lines) - 1 and stats.rejected == 1
+    assert stats.errors["invalid-json"]["records"] == [8]

@@ -73,3 +73,22 @@ def test_pre_parsed_records_give_the_same_records_as_the_lines(keys, cli_output)
     records = [orjson.loads(x) for x in DATA.splitlines()]
     got = list(anonymise(records, policy, keys=keys))
     assert [orjson.dumps(r) for r in got] == cli_output.splitlines()
+
+
+def test_a_byte_order_mark_is_dropped_from_the_first_line_only(keys, cli_output):
+    """As the command reads a file (found by review: ``anonymise_lines`` rejected a file
+    that starts with a mark, which the command and ``anonymise_block`` accept)."""
+    policy = Policy.load(POLICY)
+    lines = DATA.splitlines(keepends=True)
+    marked = [b"\xef\xbb\xbf" + lines[0], *lines[1:]]
+    assert b"".join(anonymise_lines(marked, policy, keys=keys, line_ends=True)) == cli_output
+    assert b"".join(anonymise_lines((x.decode() for x in marked), policy, keys=keys,
+                                    line_ends=True)) == cli_output
+    assert anonymise_block(b"".join(marked), policy, keys=keys) == cli_output
+    lower = [lines[0], b"\xef\xbb\xbf" + lines[1], *lines[2:]]
+    with pytest.raises(RecordError) as e:
+        list(anonymise_lines(lower, policy, keys=keys))
+    assert e.value.position == 2 and e.value.kind == "invalid-json"
+    with pytest.raises(RecordError) as e:
+        anonymise_block(b"".join(lower), policy, keys=keys)
+    assert e.value.position == 2
