@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from .canonical import canonical_bytes
 from .errors import PseudonymError, RecordError
 from .keys import ENV_VAR
 from .policy import Policy
@@ -253,10 +254,7 @@ def lookup(a: argparse.Namespace) -> int:
     from .subjects import lookup as run
     ident: Any = _stdin_arg(a.identifier, "identifier")
     if a.json:
-        try:
-            ident = json.loads(ident)
-        except ValueError:
-            raise PseudonymError("--json: IDENTIFIER is not a JSON value") from None
+        ident = _json_identifier(ident)
     policy, keys, audit = _subject_setup(a)
     result = run(ident, policy, keys=keys, reason=a.reason, audit=audit)
     for s in result.skipped:
@@ -272,6 +270,31 @@ def lookup(a: argparse.Namespace) -> int:
                   f"key {r['key_id']}{active}\t"
                   f"{json.dumps(r['pseudonym'], ensure_ascii=False)}")
     return 0
+
+
+def _json_identifier(text: str) -> Any:
+    """``--json`` input: a JSON value that a record could hold (no NaN or infinity, not
+    nested beyond what records may be)."""
+    try:
+        value = json.loads(text)
+        canonical_bytes(value)
+    except RecursionError:
+        raise PseudonymError("--json: IDENTIFIER is nested too deeply") from None
+    except ValueError:
+        raise PseudonymError("--json: IDENTIFIER is not a JSON value (NaN and infinities "
+                             "are not)") from None
+    return value
+
+
+def _print_json(value: Any) -> None:
+    """Readable JSON, except for text no encoding can print (a lone surrogate, which a
+    record may hold): then escaped, as JSON allows."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value)
+    print(text)
 
 
 REIDENTIFY_TEXT = (
@@ -294,5 +317,5 @@ def reidentify(a: argparse.Namespace) -> int:
     policy, keys, audit = _subject_setup(a)
     token = _stdin_arg(a.token, "token").strip()
     value = run(token, policy, keys=keys, reason=a.reason, audit=audit)
-    print(json.dumps(value, ensure_ascii=False))
+    _print_json(value)
     return 0
