@@ -123,6 +123,15 @@ def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: d[k] for k in keys if k in d}
 
 
+def _texts(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``_pick`` for fields the policy keeps only as text (``keep`` with ``type: text``)."""
+    out = {k: d[k] for k in keys if k in d}
+    for v in out.values():
+        if type(v) is not str:
+            raise ValueError("expected text")
+    return out
+
+
 def xapi(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The built-in ``xapi`` policy: agents become keyed account pseudonyms, session ids
     keyed UUIDs, and an allow-list of statement, result and context fields survives."""
@@ -178,7 +187,7 @@ def xapi(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
     def activity(act: dict[str, Any], definition: tuple[str, ...] = CONTEXT_DEFINITION
                  ) -> dict[str, Any]:
-        out = _pick(act, ("id", "objectType"))
+        out = _texts(act, ("id", "objectType"))
         d = act.get("definition")
         if type(d) is dict:
             dd = _pick(d, definition)
@@ -235,6 +244,8 @@ def xapi(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
         kept = ("timestamp",) if sub else ("id", "timestamp", "stored", "version")
         for k, v in r.items():
             if k in kept:
+                if not sub and type(v) is not str:
+                    raise ValueError("expected text")
                 out[k] = v
             elif k == "actor" or (k == "authority" and not sub):
                 out[k] = agent(v)
@@ -243,6 +254,8 @@ def xapi(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
                     out[k] = v
                 else:
                     verb = _pick(v, ("id", "display"))
+                    if type(verb.get("id", "")) is not str:
+                        raise ValueError("expected text")
                     if verb:
                         out[k] = verb
             elif k == "object" and type(v) is dict:

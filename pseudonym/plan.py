@@ -85,11 +85,13 @@ class Node:
         "indices",
         "keep_hit",
         "keep_mark",
+        "keep_types",
         "keys",
         "leaf",
         "member_drop",
         "member_keep",
         "shape",
+        "typed_hit",
     )
 
     def __init__(self, shape: str) -> None:
@@ -104,6 +106,9 @@ class Node:
         self.member_keep = ("kept", shape + "[*]")
         self.leaf = True
         self.keep_hit = 0
+        self.keep_types: frozenset[type] | None = None
+        """For a leaf whose rule is ``keep`` with ``type``: the Python types it keeps."""
+        self.typed_hit = 0
 
 
 
@@ -170,8 +175,13 @@ def build_tree(patterns: list[tuple[CompiledRule, tuple[Step, ...]]],
             node.any = build(rest, child_shape(Step(ANY)))
         node.leaf = not (node.keys or node.indices or node.any)
         top = node.cands[0] if node.cands else None
-        if node.leaf and top is not None and top.cond is None and top.action.structural == "keep":
-            node.keep_hit = top.number
+        if (node.leaf and top is not None and top.cond is None
+                and top.action.structural == "keep"):
+            if top.fn is None:
+                node.keep_hit = top.number
+            else:
+                node.keep_types = getattr(top.fn, "keep_types", None)
+                node.typed_hit = top.number
         return node
 
     start = closure({(pid, 0) for pid in range(len(patterns))})
@@ -269,6 +279,11 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
             elif child.keep_hit:
                 hits.append(child.keep_hit)
                 out[k] = v
+            elif child.keep_types is not None:  # keep with a type: no call when it holds
+                if type(v) not in child.keep_types:
+                    walk(child, v, mode, hits, rec)  # raises, naming the rule
+                hits.append(child.typed_hit)
+                out[k] = v
             else:
                 r = (walk if child.cands else _inside)(child, v, mode, hits, rec)
                 if r is not REMOVE:
@@ -286,6 +301,11 @@ def _inside(node: Node, value: Any, mode: int, hits: list, rec: Any) -> Any:
                     outl.append(v)
             elif child.keep_hit:
                 hits.append(child.keep_hit)
+                outl.append(v)
+            elif child.keep_types is not None:  # keep with a type: no call when it holds
+                if type(v) not in child.keep_types:
+                    walk(child, v, mode, hits, rec)  # raises, naming the rule
+                hits.append(child.typed_hit)
                 outl.append(v)
             else:
                 r = (walk if child.cands else _inside)(child, v, mode, hits, rec)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from pseudonym import KeyRing, RecordError, anonymise, reidentify
+from pseudonym import KeyRing, PolicyError, RecordError, anonymise, reidentify
 from pseudonym.actions import REGISTRY, REMOVE, ActionError, BuildContext
 
 from .conftest import make_policy
@@ -23,6 +23,33 @@ def test_keep_and_drop_are_structural():
     p = make_policy([{"path": "$.a", "action": "keep"}, {"path": "$.b", "action": "drop"}],
                     unmatched="keep")
     assert anonymise({"a": {"x": 1}, "b": {"y": 2}, "c": 3}, p) == {"a": {"x": 1}, "c": 3}
+
+
+@pytest.mark.parametrize(("good", "bad"), [
+    ({"a": "x"}, [{"a": {"email": "SECRET"}}, {"a": 1}, {"a": None}, {"a": ["SECRET"]}]),
+    ({"l": [1, None]}, [{"l": [True]}, {"l": [1.5]}, {"l": ["1"]}, {"l": [{"x": "SECRET"}]}]),
+])
+def test_keep_with_a_type_keeps_only_that_type(good, bad):
+    """An object where an id or a timestamp should be would otherwise be kept whole, with
+    whatever it holds (found by review): with ``type``, it rejects the record."""
+    p = make_policy([
+        {"path": "$.a", "action": "keep", "options": {"type": "text"}},
+        {"path": "$.l[*]", "action": "keep", "options": {"type": ["integer", "null"]}}])
+    assert anonymise(good, p) == good
+    for record in bad:
+        with pytest.raises(RecordError) as e:
+            anonymise(record, p)
+        assert e.value.kind == "action-failed" and e.value.rule == (1 if "a" in record else 2)
+        assert "SECRET" not in str(e.value) and "expected" in str(e.value)
+
+
+def test_keep_type_counts_as_kept_and_refuses_containers():
+    p = make_policy([{"path": "$.a", "action": "keep", "options": {"type": "text"}}])
+    from pseudonym.engine import RunStats, compile_plan, run_block
+    stats = RunStats()
+    assert run_block(compile_plan(p), b'{"a": "x"}\n', stats) == b'{"a":"x"}\n'
+    with pytest.raises(PolicyError, match=r"options\.type"):
+        make_policy([{"path": "$.a", "action": "keep", "options": {"type": "object"}}])
 
 
 def test_redact_replaces_with_the_rules_constant():

@@ -200,6 +200,22 @@ def test_agent_without_identifier_rejects_the_record(policy, keys):
     assert NAME not in str(e.value)
 
 
+@pytest.mark.parametrize("where", [
+    ("id",), ("timestamp",), ("stored",), ("version",), ("verb", "id"), ("object", "id"),
+    ("object", "objectType"), ("context", "contextActivities", "parent", 0, "id")])
+def test_an_object_where_a_plain_value_belongs_rejects_the_record(policy, keys, where):
+    """Found by review: ``keep`` kept it whole, and the e-mail and name inside with it."""
+    from pseudonym import RecordError
+    stmt = base()
+    stmt.setdefault("context", {}).setdefault("contextActivities", {}).setdefault(
+        "parent", [{"id": "https://fun-mooc.fr/courses/x", "objectType": "Activity"}])
+    _set(stmt, where, {"mbox": "mailto:" + EMAIL, "name": NAME})
+    with pytest.raises(RecordError) as e:
+        anonymise(stmt, policy, keys=keys)
+    assert e.value.kind == "action-failed" and "expected text, found an object" in str(e.value)
+    assert NAME not in str(e.value) and EMAIL not in str(e.value)
+
+
 EXT = "http://id.tincanapi.com/extension/"
 
 
