@@ -102,6 +102,7 @@ def identifier_forms(ident: str) -> frozenset[str]:
     for r in raws:
         for variant in {r, r.lower(), r.upper()}:
             forms.add(variant.lower())
+            forms.add(_lower_same_length(variant))  # as text is searched: İnci stays İnci
             data = variant.encode("utf-8", "surrogatepass")  # a lone surrogate is kept
             forms.add(quote(data, safe="").lower())
             forms.add(quote_plus(data, safe="").lower())

@@ -283,3 +283,23 @@ def test_detector_checks_say_how_much_of_a_match_they_take(name, sample):
     check = DETECTORS[name][2]
     assert check is not None
     assert type(check(sample)) is int and check(sample) == len(sample)
+
+
+@pytest.mark.parametrize(("user", "text", "want"), [
+    ("de", "DE89 3704 0044 0532 0130 00 06 12 34 56 78", "[IBAN]"),
+    ("de", "DE89 3704 0044 0532 0130 00+33 6 12 34 56 78", "[IBAN][PHONE]"),
+    ("0044", "DE89 3704 0044 0532 0130 00+33 6 12 34 56 78", "[IBAN][PHONE]"),
+    ("fe", "tel 0612345678fe80::1ff:fe23:4567:890a", "tel [PHONE][IP]"),
+    ("fe", "+33 6 12 34 56 78a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", "[PHONE][HASH]"),
+    ("x", "ES91 2100 0418 4502 0005 1332 DE89 3704 0044 0532 0130 00", "[IBAN] [IBAN]"),
+    ("x", "AT61 1904 3002 3457 3201 BE68 5390 0754 7034", "[IBAN] [IBAN]"),
+    ("x", "lower case be68 5390 0754 7034 too", "lower case [IBAN] too"),
+    ("İnci", "by İnci ok", "by [USER] ok"),
+])
+def test_what_a_detector_found_stays_hidden_from_the_next(keys, user, text, want):
+    """Found by review: a name glued to digits inside an IBAN or an IP address (de, fe)
+    hid it from its own detector, so the phone number or digest glued after it, found
+    only once the IBAN was hidden, stayed in clear; an IBAN cut to its country's length
+    swallowed the start of the next one; a lower-case IBAN, and a name whose lower case
+    is longer (İ), went unseen."""
+    assert scrub(text, keys, user=user) == want

@@ -72,7 +72,7 @@ def _iban_length(text: str) -> int:
     compact = _SPACE.sub("", text)
     if _iban_mod97(compact):
         return len(text)
-    size = IBAN_LENGTHS.get(compact[:2], 0)
+    size = IBAN_LENGTHS.get(compact[:2].upper(), 0)
     if not 0 < size < len(compact) or not _iban_mod97(compact[:size]):
         return 0
     seen = 0
@@ -186,8 +186,7 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     compiled: list[tuple[str, re.Pattern[str], Check | None, bool]] = []
     for name in dict.fromkeys(options.detectors):
         token, rx, check = DETECTORS[name]
-        flags = re.IGNORECASE if name not in ("iban",) else 0
-        compiled.append((token, re.compile(rx, flags), check, name in FIRST))
+        compiled.append((token, re.compile(rx, re.IGNORECASE), check, name in FIRST))
     for p in options.patterns:
         compiled.append((p.name, re.compile(p.regex), None, False))
 
@@ -222,12 +221,14 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         found: list[tuple[int, int, int, str]] = []
         if use_record and rec is not None:
             found += [(a, b, 0, "USER") for a, b in rec.id_spans(value)]
-        masked = _masked(value, found)
+        # a name found glued to digits (jdupont42) is replaced but hides nothing from
+        # the detectors: "fe" in fe80::1, "de" in DE89... must not break their matches
+        masked = _masked(value, [s for s in found if not _digit_glued(value, s[0], s[1])])
         for rank, (token, rx, check) in enumerate(then, 1):
             hits = _checked(rx, check, value)
             seen = hits if masked is value else _checked(rx, check, masked)
             found += [(a, b, rank, token) for a, b in {*hits, *seen}]
-            masked = _masked(masked, seen)
+            masked = _masked(masked, [*hits, *seen])
         return _replace_matches(value, found, render) if found else value
 
     def number(value: int | float, rec: Any) -> Any:
@@ -244,6 +245,11 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     return text, number
 
 
+def _digit_glued(text: str, a: int, b: int) -> bool:
+    return ((a > 0 and text[a].isalpha() and text[a - 1].isdigit())
+            or (b < len(text) and text[b - 1].isalpha() and text[b].isdigit()))
+
+
 def _render_checked(match: str, check: Check, render: Callable[[str], str]) -> str:
     n = check(match)
     return render(match[:n]) + match[n:] if n else match
@@ -251,9 +257,16 @@ def _render_checked(match: str, check: Check, render: Callable[[str], str]) -> s
 
 def _checked(rx: re.Pattern[str], check: Check | None, text: str
              ) -> list[tuple[int, int]]:
-    spans = [(m.start(), m.start() + (check(m.group(0)) if check else len(m.group(0))))
-             for m in rx.finditer(text)]
-    return [(a, b) for a, b in spans if b > a]
+    spans: list[tuple[int, int]] = []
+    m = rx.search(text)
+    while m:
+        n = check(m.group(0)) if check else len(m.group(0))
+        if n:
+            spans.append((m.start(), m.start() + n))
+        # a match cut short may have swallowed the start of the next one
+        nxt = m.start() + n if 0 < n < len(m.group(0)) else max(m.end(), m.start() + 1)
+        m = rx.search(text, nxt) if nxt <= len(text) else None
+    return spans
 
 
 def _masked(text: str, spans: list[Any]) -> str:
