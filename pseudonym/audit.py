@@ -9,6 +9,7 @@ path shapes, key ids and record numbers, never a value from a trace or a key.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -107,24 +108,47 @@ class AuditLog:
         pass
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Append one entry, chained to the last line, under an exclusive file lock."""
+        """Append one entry, chained to the last line, under an exclusive file lock.
+
+        A write that fails (full disk, file size limit, failed fsync) is cut off again
+        before the lock is released: a partial last line would make every later append
+        refuse the log. The error is still raised, so that the run fails closed.
+        """
         try:
-            with open(self.path, "a+b") as f:
+            with open(self.path, "a+b", buffering=0) as f:
                 fcntl.flock(f, fcntl.LOCK_EX)
                 try:
-                    last = _last_line(f)
-                    prev = GENESIS if last is None else hashlib.sha256(last).hexdigest()
-                    line = _seal(entry, _next_seq(last), prev, self._mac_key)
-                    f.seek(0, os.SEEK_END)
-                    f.write(line + b"\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                    line = self._append_locked(f, entry)
                 finally:
                     fcntl.flock(f, fcntl.LOCK_UN)
         except OSError as e:
             raise AuditError(f"{self.path}: cannot write audit entry ({e.strerror})") from None
         self.last = json.loads(line)
         return self.last
+
+    def _append_locked(self, f: Any, entry: dict[str, Any]) -> bytes:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        last = _last_line(f)
+        prev = GENESIS if last is None else hashlib.sha256(last).hexdigest()
+        line = _seal(entry, _next_seq(last), prev, self._mac_key)
+        data = memoryview(line + b"\n")
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError as e:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                raise AuditError(f"{self.path}: cannot write audit entry ({e.strerror}), and "
+                                 "the partial entry could not be removed; run 'pseudonym "
+                                 "audit verify'") from None
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+            raise AuditError(f"{self.path}: cannot write audit entry ({e.strerror}); the log "
+                             "was left as it was") from None
+        return line
 
     def start(self, plan: Plan) -> Run:
         return Run(self, plan)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import pytest
 
-from pseudonym import AuditLog, MasterKey, RecordError, anonymise
+from pseudonym import AuditError, AuditLog, MasterKey, RecordError, anonymise
 from pseudonym.audit import read_entries, verify
 
 from .conftest import make_policy
@@ -105,3 +107,40 @@ def test_abandoned_stream_is_recorded_as_interrupted(tmp_path, keys):
         it.close()
     (entry,) = read_entries(path)
     assert entry["status"] == "interrupted" and entry["records"]["written"] == 1
+
+
+def test_a_write_cut_short_by_the_file_size_limit_leaves_the_log_as_it_was(tmp_path):
+    resource = pytest.importorskip("resource")
+    path = tmp_path / "a.jsonl"
+    log = AuditLog.open(path)
+    log.append({"entry": "note"})
+    before = path.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if hard != resource.RLIM_INFINITY and hard < len(before) + 100:
+        pytest.skip("the hard file size limit is too low")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 100, hard))
+    try:
+        with pytest.raises(AuditError, match="cannot write audit entry") as e:
+            log.append({"entry": "note", "pad": "x" * 500})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(path) in str(e.value) and "left as it was" in str(e.value)
+    assert path.read_bytes() == before
+    log.append({"entry": "note"})
+    assert verify(path).ok and verify(path).entries == 2
+
+
+def test_a_failed_fsync_takes_the_entry_back_and_still_fails(tmp_path, monkeypatch):
+    path = tmp_path / "a.jsonl"
+    log = AuditLog.open(path)
+    log.append({"entry": "note"})
+    before = path.read_bytes()
+
+    def fsync(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(AuditError, match="cannot write audit entry"):
+        log.append({"entry": "note"})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and verify(path).ok
