@@ -41,12 +41,17 @@ def _mac_key(key: MasterKey | None) -> bytes | None:
     return key.derive("pseudonym audit hmac v1") if key is not None else None
 
 
+def _entry_hmac(mac_key: bytes, entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hmac"}
+    return hmac_sha256(mac_key, dumps(body).encode("utf-8")).hex()
+
+
 def _seal(entry: dict[str, Any], seq: int, prev: str, mac_key: bytes | None) -> bytes:
     body = {k: v for k, v in entry.items() if k not in ("seq", "prev", "hmac")}
     body["seq"] = seq
     body["prev"] = prev
     if mac_key is not None:
-        body["hmac"] = hmac_sha256(mac_key, dumps(body).encode("utf-8")).hex()
+        body["hmac"] = _entry_hmac(mac_key, body)
     return dumps(body).encode("utf-8")
 
 
@@ -67,18 +72,6 @@ def _last_line(f: Any) -> bytes | None:
     return buf.rstrip(b"\n")
 
 
-def _next_seq(last: bytes | None) -> int:
-    if last is None:
-        return 1
-    try:
-        seq = json.loads(last).get("seq")
-    except (ValueError, AttributeError):
-        seq = None
-    if not isinstance(seq, int):
-        raise AuditError("the audit log's last entry is damaged; run 'pseudonym audit verify'")
-    return seq + 1
-
-
 class AuditLog:
     """An append-only audit log file. Use ``AuditLog.open(path)`` as a context manager."""
 
@@ -96,6 +89,12 @@ class AuditLog:
             log.path.touch(exist_ok=True)
         except OSError as e:
             raise AuditError(f"{log.path}: cannot open audit log ({e.strerror})") from None
+        try:
+            with open(log.path, "rb") as f:
+                fcntl.flock(f, fcntl.LOCK_SH)
+                log._next_seq(_last_line(f))
+        except OSError as e:
+            raise AuditError(f"{log.path}: cannot read audit log ({e.strerror})") from None
         return log
 
     def __enter__(self) -> AuditLog:
@@ -106,6 +105,35 @@ class AuditLog:
 
     def close(self) -> None:
         pass
+
+    def _next_seq(self, last: bytes | None) -> int:
+        """The next entry's ``seq``, refusing an entry that would leave the log unverifiable:
+        one without an HMAC after entries with one, or under another key than theirs."""
+        if last is None:
+            return 1
+        try:
+            entry = json.loads(last)
+        except (ValueError, RecursionError):
+            entry = None
+        if not isinstance(entry, dict) or type(entry.get("seq")) is not int:
+            raise AuditError(f"{self.path}: the audit log's last entry is damaged; run "
+                             "'pseudonym audit verify'")
+        seq = entry["seq"]
+        if "hmac" in entry and self._mac_key is None:
+            raise AuditError(f"{self.path}: its entries carry an HMAC and no audit key was given "
+                             f"(--audit-key-file or ${AUDIT_KEY_ENV}); an entry without one "
+                             "would leave the log unverifiable")
+        if self._mac_key is not None:
+            if "hmac" not in entry:
+                raise AuditError(f"{self.path}: its entries carry no HMAC, so an audit key "
+                                 "cannot be used with it (the log would no longer verify); "
+                                 "start a new log to use an audit key")
+            if entry["hmac"] != _entry_hmac(self._mac_key, entry):
+                raise AuditError(f"{self.path}: the audit key given does not verify its last "
+                                 f"entry (entry {seq}): another key, or the entry was changed; "
+                                 "give the key the log was written with, or start a new log "
+                                 "for a new key")
+        return seq + 1
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Append one entry, chained to the last line, under an exclusive file lock.
@@ -131,7 +159,7 @@ class AuditLog:
         size = os.fstat(fd).st_size
         last = _last_line(f)
         prev = GENESIS if last is None else hashlib.sha256(last).hexdigest()
-        line = _seal(entry, _next_seq(last), prev, self._mac_key)
+        line = _seal(entry, self._next_seq(last), prev, self._mac_key)
         data = memoryview(line + b"\n")
         try:
             while data:
@@ -224,12 +252,9 @@ def verify(path: str | os.PathLike[str], key: MasterKey | None = None) -> Verifi
                                 f"(entry {n} no longer chains to it)")
         if line != dumps(entry).encode("utf-8"):
             return Verification(False, n - 1, n, "the entry was edited")
-        if mac_key is not None:
-            body = {k: v for k, v in entry.items() if k != "hmac"}
-            want = hmac_sha256(mac_key, dumps(body).encode("utf-8")).hex()
-            if entry.get("hmac") != want:
-                return Verification(False, n - 1, n, "HMAC does not match (forged, or another "
-                                    "audit key)")
+        if mac_key is not None and entry.get("hmac") != _entry_hmac(mac_key, entry):
+            return Verification(False, n - 1, n, "HMAC does not match (forged, or another "
+                                "audit key)")
         prev = hashlib.sha256(line).hexdigest()
     return Verification(True, len(lines), hmac_checked=mac_key is not None)
 

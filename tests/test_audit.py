@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 
 import pytest
 
@@ -144,3 +145,30 @@ def test_a_failed_fsync_takes_the_entry_back_and_still_fails(tmp_path, monkeypat
         log.append({"entry": "note"})
     monkeypatch.undo()
     assert path.read_bytes() == before and verify(path).ok
+
+
+def test_a_keyed_log_refuses_an_entry_without_its_key(tmp_path):
+    key = MasterKey.generate()
+    path = tmp_path / "a.jsonl"
+    AuditLog.open(path, key).append({"entry": "note"})
+    before = path.read_bytes()
+    for other, why in ((None, "no audit key was given"),
+                       (MasterKey.generate(), "does not verify its last entry (entry 1)")):
+        with pytest.raises(AuditError, match=re.escape(why)) as e:
+            AuditLog.open(path, other)
+        assert str(e.value).startswith(f"{path}: ")
+        with pytest.raises(AuditError, match=re.escape(why)):
+            AuditLog(path, other).append({"entry": "note"})
+    assert path.read_bytes() == before
+    AuditLog.open(path, key).append({"entry": "note"})
+    assert verify(path, key).ok and verify(path, key).entries == 2
+
+
+def test_a_log_without_hmacs_refuses_an_audit_key(tmp_path):
+    path = tmp_path / "a.jsonl"
+    AuditLog.open(path).append({"entry": "note"})
+    with pytest.raises(AuditError, match=r"carry no HMAC.*start a new log"):
+        AuditLog.open(path, MasterKey.generate())
+    with pytest.raises(AuditError, match="carry no HMAC"):
+        AuditLog(path, MasterKey.generate()).append({"entry": "note"})
+    assert verify(path).ok and verify(path).entries == 1
