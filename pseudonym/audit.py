@@ -219,19 +219,32 @@ class Verification:
         return f"broken at entry {self.broken_at}: {self.reason}"
 
 
+def split_lines(data: bytes) -> tuple[list[bytes], bool]:
+    """The log's lines, numbered as ``verify`` numbers entries, and whether the last one
+    is incomplete (no line end)."""
+    if data and not data.endswith(b"\n"):
+        return data.split(b"\n"), True
+    return (data.split(b"\n")[:-1] if data else []), False
+
+
 def verify(path: str | os.PathLike[str], key: MasterKey | None = None) -> Verification:
     """Check the chain (and the HMACs when ``key`` is given) from the first line on."""
-    mac_key = _mac_key(key)
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise AuditError(f"{path}: cannot read audit log ({e.strerror})") from None
-    if data and not data.endswith(b"\n"):
-        lines = data.split(b"\n")
-        partial = True
-    else:
-        lines = data.split(b"\n")[:-1] if data else []
-        partial = False
+    return verify_bytes(data, key)
+
+
+def verify_bytes(data: bytes, key: MasterKey | None = None) -> Verification:
+    """``verify`` on the log's content, so that a report reads the log once.
+
+    When an entry does not chain to the one before it, the HMAC decides which to blame:
+    an entry whose own HMAC holds was written as it is, so the one before was changed.
+    Without the key the chain cannot tell, and the earlier entry is named.
+    """
+    mac_key = _mac_key(key)
+    lines, partial = split_lines(data)
     prev = GENESIS
     for n, line in enumerate(lines, 1):
         if partial and n == len(lines):
@@ -245,14 +258,22 @@ def verify(path: str | os.PathLike[str], key: MasterKey | None = None) -> Verifi
         if entry.get("seq") != n:
             return Verification(False, n - 1, n, "out of sequence: entries before it were "
                                 "removed, inserted or reordered")
+        sealed = mac_key is None or entry.get("hmac") == _entry_hmac(mac_key, entry)
         if entry.get("prev") != prev:
             if n == 1:
                 return Verification(False, 0, 1, "chain broken at the first entry")
-            return Verification(False, n - 2, n - 1, f"changed after entry {n} was written "
-                                f"(entry {n} no longer chains to it)")
+            if not sealed:
+                return Verification(False, n - 1, n, "HMAC does not match (forged, or another "
+                                    "audit key)")
+            if mac_key is not None:
+                return Verification(False, n - 2, n - 1, f"changed after entry {n} was "
+                                    f"written (entry {n}, whose HMAC is valid, no longer "
+                                    "chains to it)")
+            return Verification(False, n - 2, n - 1, f"changed after entry {n} was written, "
+                                f"or entry {n}'s prev was (entry {n} no longer chains to it)")
         if line != dumps(entry).encode("utf-8"):
             return Verification(False, n - 1, n, "the entry was edited")
-        if mac_key is not None and entry.get("hmac") != _entry_hmac(mac_key, entry):
+        if not sealed:
             return Verification(False, n - 1, n, "HMAC does not match (forged, or another "
                                 "audit key)")
         prev = hashlib.sha256(line).hexdigest()

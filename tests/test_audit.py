@@ -11,6 +11,7 @@ import pytest
 
 from pseudonym import AuditError, AuditLog, MasterKey, RecordError, anonymise
 from pseudonym.audit import read_entries, verify
+from pseudonym.canonical import dumps
 
 from .conftest import make_policy
 
@@ -172,3 +173,35 @@ def test_a_log_without_hmacs_refuses_an_audit_key(tmp_path):
     with pytest.raises(AuditError, match="carry no HMAC"):
         AuditLog(path, MasterKey.generate()).append({"entry": "note"})
     assert verify(path).ok and verify(path).entries == 1
+
+
+def _three_entries(path, key):
+    with AuditLog.open(path, key) as log:
+        for i in range(3):
+            log.append({"entry": "note", "i": i})
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def test_an_edited_prev_is_blamed_on_its_own_entry_when_the_hmac_says_so(tmp_path):
+    key = MasterKey.generate()
+    path = tmp_path / "a.jsonl"
+    lines = _three_entries(path, key)
+    edited = json.loads(lines[1])
+    edited["prev"] = "1" * 64
+    path.write_bytes(lines[0] + dumps(edited).encode() + b"\n" + lines[2])
+    result = verify(path, key)
+    assert (result.broken_at, result.entries) == (2, 1) and "HMAC" in result.reason
+    no_key = verify(path)
+    assert no_key.broken_at == 1 and "or entry 2's prev" in no_key.reason
+
+
+def test_an_entry_with_a_valid_hmac_blames_the_one_before_it(tmp_path):
+    key = MasterKey.generate()
+    lines = _three_entries(tmp_path / "a.jsonl", key)
+    with AuditLog.open(tmp_path / "fork.jsonl", key) as log:
+        log.append({"entry": "note", "i": "another"})
+    path = tmp_path / "spliced.jsonl"
+    path.write_bytes((tmp_path / "fork.jsonl").read_bytes() + lines[1] + lines[2])
+    result = verify(path, key)
+    assert (result.broken_at, result.entries) == (1, 0)
+    assert "entry 2, whose HMAC is valid" in result.reason
