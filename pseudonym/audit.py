@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -35,6 +36,24 @@ AUDIT_KEY_ENV = "PSEUDONYM_AUDIT_KEY"
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError("NaN or Infinity")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number beyond floating point")
+    return value
+
+
+def load_entry(line: bytes) -> Any:
+    """One line as JSON, refusing NaN, Infinity and numbers beyond a float, which no entry
+    holds and whose canonical form cannot be written (so neither chained nor sealed).
+    Raises ValueError or RecursionError."""
+    return json.loads(line, parse_constant=_no_constant, parse_float=_finite)
 
 
 def _mac_key(key: MasterKey | None) -> bytes | None:
@@ -112,7 +131,7 @@ class AuditLog:
         if last is None:
             return 1
         try:
-            entry = json.loads(last)
+            entry = load_entry(last)
         except (ValueError, RecursionError):
             entry = None
         if not isinstance(entry, dict) or type(entry.get("seq")) is not int:
@@ -250,7 +269,7 @@ def verify_bytes(data: bytes, key: MasterKey | None = None) -> Verification:
         if partial and n == len(lines):
             return Verification(False, n - 1, n, "the last entry is incomplete")
         try:
-            entry = json.loads(line)
+            entry = load_entry(line)
         except (ValueError, RecursionError):
             return Verification(False, n - 1, n, "not a JSON entry")
         if not isinstance(entry, dict):

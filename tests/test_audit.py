@@ -205,3 +205,17 @@ def test_an_entry_with_a_valid_hmac_blames_the_one_before_it(tmp_path):
     result = verify(path, key)
     assert (result.broken_at, result.entries) == (1, 0)
     assert "entry 2, whose HMAC is valid" in result.reason
+
+
+@pytest.mark.parametrize("value", ["NaN", "-Infinity", "1e999"])
+def test_a_number_json_cannot_hold_is_a_broken_entry_not_a_crash(tmp_path, value):
+    key = MasterKey.generate()
+    path = tmp_path / "a.jsonl"
+    AuditLog.open(path, key).append({"entry": "note"})
+    path.write_bytes(path.read_bytes() + f'{{"prev":"{"0" * 64}","seq":2,"x":{value}}}\n'
+                     .encode())
+    for k in (None, key):
+        result = verify(path, k)
+        assert (result.broken_at, result.reason) == (2, "not a JSON entry")
+    with pytest.raises(AuditError, match="last entry is damaged"):
+        AuditLog(path, key).append({"entry": "note"})
