@@ -219,3 +219,51 @@ def test_a_number_json_cannot_hold_is_a_broken_entry_not_a_crash(tmp_path, value
         assert (result.broken_at, result.reason) == (2, "not a JSON entry")
     with pytest.raises(AuditError, match="last entry is damaged"):
         AuditLog(path, key).append({"entry": "note"})
+
+
+def _report(path, key=None):
+    from pseudonym.report import report
+    doc, ok = report(path, key)
+    return doc.render("md"), ok
+
+
+@pytest.mark.parametrize("line", [
+    '{"entry":"run","records":{"read":"x"}}', '{"entry":"run","policy":"xapi"}',
+    '{"entry":"run","keys":["k"]}', '{"entry":["run"]}', '{"entry":{"a":1}}',
+    '{"entry":"run","errors":{"x":5}}', '{"entry":"lookup","policy":[1],"key_ids":7}',
+    '{"entry":"reidentify","key_id":5}', '{"entry":"lookup"}', "[1]", "not json",
+    '{"entry":"run","x":NaN}', "",
+])
+def test_report_on_a_tampered_log_says_so_and_flags_what_it_cannot_read(tmp_path, keys, line):
+    path, _ = run_with_audit(tmp_path, keys)
+    path.write_bytes(path.read_bytes() + line.encode() + b"\n")
+    md, ok = _report(path)
+    assert not ok and "**The log does not verify**: broken at entry 2" in md
+    unverified = md.split("## Unverified entries")[1]
+    assert "| 2 |" in unverified and "cannot be read" in unverified
+    assert "| 1 (1 completed) | 3 | 2 | 1 |" in md.split("## Unverified entries")[0]
+
+
+def test_report_totals_only_verified_entries_and_lists_the_others(tmp_path, keys):
+    path, _ = run_with_audit(tmp_path, keys)
+    run_with_audit(tmp_path, keys)
+    run_with_audit(tmp_path, keys)
+    lines = path.read_bytes().splitlines(keepends=True)
+    edited = json.loads(lines[1])
+    edited["records"]["read"] = 1000
+    path.write_bytes(lines[0] + dumps(edited).encode() + b"\n" + lines[2])
+    md, ok = _report(path)
+    assert not ok and "broken at entry 2" in md
+    verified, unverified = md.split("## Unverified entries")
+    assert "| 1 (1 completed) | 3 | 2 | 1 |" in verified and "1000" not in verified
+    assert "Entries 2 to 3 are unverified" in verified
+    md, _ = _report(path, MasterKey.generate())
+    assert "HMACs were not checked" not in md
+    assert "| 2 | `run` |" in unverified and "read 1000, written 2, rejected 1" in unverified
+    assert "| 3 | `run` |" in unverified
+
+
+def test_report_shows_the_whole_policy_digest(tmp_path, keys):
+    path, _ = run_with_audit(tmp_path, keys)
+    md, ok = _report(path)
+    assert ok and f"`{make_policy(RULES).sha256}`" in md and "Unverified" not in md

@@ -213,6 +213,22 @@ def test_audit_report(tmp_path):
     assert r.returncode == 1 and "does not verify" in r.stdout.decode()
 
 
+@pytest.mark.parametrize("line", [b'{"entry":"run","records":{"read":"x"}}',
+                                  b'{"entry":"run","policy":"xapi"}',
+                                  b'{"entry":"run","keys":["k"]}', b'{"entry":["run"]}'])
+def test_audit_report_on_a_tampered_log_says_it_does_not_verify(tmp_path, line):
+    audit = tmp_path / "audit.jsonl"
+    r = run_cli("anonymise", "-p", str(EXAMPLE), "-i", str(TRACES), "-o", str(tmp_path / "o"),
+                "-a", str(audit), env=key_env())
+    assert r.returncode == 0, r.stderr
+    audit.write_bytes(audit.read_bytes() + line + b"\n")
+    r = run_cli("audit", "report", str(audit))
+    assert r.returncode == 1 and r.stderr == b""
+    md = r.stdout.decode()
+    assert "**The log does not verify**: broken at entry 2" in md
+    assert "| 2 | ? |" in md.split("## Unverified entries")[1]
+
+
 def test_lookup_reads_stdin_and_matches_encrypt_tokens(tmp_path):
     env = key_env()
     policy = tmp_path / "contact.yaml"
