@@ -29,6 +29,21 @@ class KeyFileWarning(UserWarning):
     """A key file can be read by users other than its owner."""
 
 
+def _read_key_file(p: Path, what: str) -> str:
+    """A key file's text, with a warning when users other than its owner can read it."""
+    try:
+        mode = p.stat().st_mode
+        text = p.read_text("utf-8")
+    except OSError as e:
+        raise KeyRingError(f"{p}: cannot read {what} ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise KeyRingError(f"{p}: {what} is not UTF-8 text") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.warn(f"{p}: {what} can be read by other users; chmod 600 it",
+                      KeyFileWarning, stacklevel=3)
+    return text
+
+
 class MasterKey:
     """One master key. Its secret never appears in ``repr``, ``str`` or errors."""
 
@@ -64,6 +79,13 @@ class MasterKey:
         if key.key_id != parts[1]:
             raise KeyRingError(f"{where}: the key is damaged (its key id does not match its body)")
         return key
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, what: str = "key file") -> MasterKey:
+        """One key from a file (the audit key's), warning like ``KeyRing.from_file`` when
+        others can read it: whoever reads the audit key can forge the log's HMACs."""
+        p = Path(path)
+        return cls.parse(_read_key_file(p, what), where=str(p))
 
     @property
     def text(self) -> str:
@@ -131,17 +153,7 @@ class KeyRing:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> KeyRing:
         p = Path(path)
-        try:
-            mode = p.stat().st_mode
-            text = p.read_text("utf-8")
-        except OSError as e:
-            raise KeyRingError(f"{p}: cannot read key file ({e.strerror})") from None
-        except UnicodeDecodeError:
-            raise KeyRingError(f"{p}: key file is not UTF-8 text") from None
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            warnings.warn(f"{p}: key file can be read by other users; chmod 600 it",
-                          KeyFileWarning, stacklevel=2)
-        return cls.parse(text, where=str(p))
+        return cls.parse(_read_key_file(p, "key file"), where=str(p))
 
     def hasher(self, domain: str) -> Hasher:
         h = self._hashers.get(domain)

@@ -267,3 +267,15 @@ def test_report_shows_the_whole_policy_digest(tmp_path, keys):
     path, _ = run_with_audit(tmp_path, keys)
     md, ok = _report(path)
     assert ok and f"`{make_policy(RULES).sha256}`" in md and "Unverified" not in md
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_an_audit_key_file_others_can_read_warns_like_the_master_key(tmp_path, mode):
+    from pseudonym.keys import KeyFileWarning
+    key = MasterKey.generate()
+    f = tmp_path / "audit.key"
+    f.write_text(key.text + "\n")
+    f.chmod(mode)
+    with pytest.warns(KeyFileWarning, match=f"{f}: audit key file can be read by other users"):
+        assert MasterKey.from_file(f, what="audit key file").key_id == key.key_id
+
