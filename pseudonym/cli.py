@@ -22,7 +22,6 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TypeVar
 
 from . import __version__, cli_dpo
@@ -77,11 +76,12 @@ def load_keys(key_file: str | None, required: bool = False) -> KeyRing | None:
 
 def load_audit_key(path: str | None) -> MasterKey | None:
     if path:
-        try:
-            text = Path(path).read_text("utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise PseudonymError(f"{path}: cannot read the audit key file") from None
-        return MasterKey.parse(text, where=path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KeyFileWarning)
+            key = MasterKey.from_file(path, what="audit key file")
+        for w in caught:
+            err(f"warning: {w.message}")
+        return key
     text = os.environ.get(AUDIT_KEY_ENV, "")
     return MasterKey.parse(text, where=f"${AUDIT_KEY_ENV}") if text.strip() else None
 

@@ -14,6 +14,7 @@ from pseudonym.audit import read_entries, verify
 from pseudonym.canonical import dumps
 
 from .conftest import make_policy
+from .dpo_helpers import run_cli
 
 RULES = [{"path": "$.actor.mbox", "action": "hash"}, {"path": "$.verb", "action": "keep"},
          {"path": "$.t", "action": "generalise", "options": {"kind": "timestamp", "unit": "day"}}]
@@ -278,4 +279,19 @@ def test_an_audit_key_file_others_can_read_warns_like_the_master_key(tmp_path, m
     f.chmod(mode)
     with pytest.warns(KeyFileWarning, match=f"{f}: audit key file can be read by other users"):
         assert MasterKey.from_file(f, what="audit key file").key_id == key.key_id
+
+
+def test_audit_verify_warns_when_others_can_read_the_audit_key_file(tmp_path):
+    key = MasterKey.generate()
+    f = tmp_path / "audit.key"
+    f.write_text(key.text + "\n")
+    f.chmod(0o644)
+    r = run_cli("audit", "verify", str(tmp_path / "none.jsonl"), "--audit-key-file", str(f))
+    assert r.stderr.decode().startswith(
+        f"pseudonym: warning: {f}: audit key file can be read by other users; chmod 600 it\n")
+    assert key.text.split(".")[2] not in r.stderr.decode()
+    f.chmod(0o600)
+    (tmp_path / "a.jsonl").touch()
+    r = run_cli("audit", "verify", str(tmp_path / "a.jsonl"), "--audit-key-file", str(f))
+    assert r.returncode == 0 and r.stderr == b""
 
