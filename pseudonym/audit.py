@@ -16,6 +16,7 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,7 +198,18 @@ class AuditLog:
                              "was left as it was") from None
         return line
 
+    def refuse_master_keys(self, key_ids: Iterable[str]) -> None:
+        """Refuse an audit key that is also a master key in use: whoever runs the pipeline
+        holds that key, so its HMACs would prove nothing against them."""
+        if self.key_id is not None and self.key_id in set(key_ids):
+            raise AuditError(f"{self.path}: the audit key is also a master key in use (key "
+                             f"{self.key_id}); the audit key must be another key, held by "
+                             "someone other than those who run the pipeline")
+
     def start(self, plan: Plan) -> Run:
+        keys = getattr(plan, "keys", None)
+        self.refuse_master_keys([*(keys.key_ids if keys is not None else ()),
+                                 *(k for k, _ in plan.key_uses)])
         return Run(self, plan)
 
 
@@ -214,6 +226,7 @@ class Run:
         if self.done:
             return None
         self.done = True
+        self.log.refuse_master_keys(k for k, _ in self.plan.key_uses)
         entry = {"entry": "run", "run_id": self.run_id, "started": self.started,
                  "ended": now(), "status": status, "library": f"pseudonym {__version__}",
                  "policy": self.plan.policy.describe(),

@@ -247,6 +247,7 @@ def _subject_setup(a: argparse.Namespace):
     policy = Policy.load(a.policy)
     keys = load_keys(a.key_file, required=True)
     audit = AuditLog.open(a.audit, load_audit_key(a.audit_key_file))
+    audit.refuse_master_keys(keys.key_ids)
     return policy, keys, audit
 
 

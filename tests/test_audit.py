@@ -9,12 +9,12 @@ import re
 
 import pytest
 
-from pseudonym import AuditError, AuditLog, MasterKey, RecordError, anonymise
+from pseudonym import AuditError, AuditLog, KeyRing, MasterKey, RecordError, anonymise
 from pseudonym.audit import read_entries, verify
 from pseudonym.canonical import dumps
 
 from .conftest import make_policy
-from .dpo_helpers import run_cli
+from .dpo_helpers import EXAMPLE, run_cli
 
 RULES = [{"path": "$.actor.mbox", "action": "hash"}, {"path": "$.verb", "action": "keep"},
          {"path": "$.t", "action": "generalise", "options": {"kind": "timestamp", "unit": "day"}}]
@@ -295,3 +295,39 @@ def test_audit_verify_warns_when_others_can_read_the_audit_key_file(tmp_path):
     r = run_cli("audit", "verify", str(tmp_path / "a.jsonl"), "--audit-key-file", str(f))
     assert r.returncode == 0 and r.stderr == b""
 
+
+def test_the_master_key_is_refused_as_the_audit_key(tmp_path):
+    key = MasterKey.generate()
+    path = tmp_path / "a.jsonl"
+    for ring in (KeyRing([key]), KeyRing([MasterKey.generate(), key])):
+        with pytest.raises(AuditError, match=f"is also a master key in use \\(key {key.key_id}\\)"):
+            list(anonymise(RECORDS, make_policy(RULES), keys=ring, audit=AuditLog.open(path, key),
+                           on_error="skip"))
+    assert path.read_bytes() == b""
+
+
+def test_lookup_refuses_the_master_key_as_the_audit_key(tmp_path):
+    key = tmp_path / "pseudonym.key"
+    key.write_text(MasterKey.generate().text + "\n")
+    key.chmod(0o600)
+    audit = tmp_path / "audit.jsonl"
+    r = run_cli("lookup", "-p", str(EXAMPLE), "--reason", "DSR-1", "-a", str(audit),
+                "--key-file", str(key), "--audit-key-file", str(key), "learner-0001")
+    assert r.returncode == 2 and r.stdout == b""
+    assert f"{audit}: the audit key is also a master key in use" in r.stderr.decode()
+    assert audit.read_bytes() == b""
+
+
+def test_key_ids_known_only_at_the_end_of_a_run_are_checked_too(tmp_path):
+    """A Dask client learns the key ids from its workers when the run ends."""
+    from types import SimpleNamespace
+
+    from pseudonym.engine import RunStats
+    key = MasterKey.generate()
+    path = tmp_path / "a.jsonl"
+    plan = SimpleNamespace(policy=make_policy(RULES), key_uses=[], rules=[])
+    run = AuditLog.open(path, key).start(plan)
+    plan.key_uses = [(key.key_id, "test-domain")]
+    with pytest.raises(AuditError, match="is also a master key in use"):
+        run.finish(RunStats(), "completed")
+    assert path.read_bytes() == b""
