@@ -14,7 +14,7 @@ from pseudonym.audit import read_entries, verify
 from pseudonym.canonical import dumps
 
 from .conftest import make_policy
-from .dpo_helpers import EXAMPLE, run_cli
+from .dpo_helpers import EXAMPLE, TRACES, key_env, run_cli
 
 RULES = [{"path": "$.actor.mbox", "action": "hash"}, {"path": "$.verb", "action": "keep"},
          {"path": "$.t", "action": "generalise", "options": {"kind": "timestamp", "unit": "day"}}]
@@ -331,3 +331,21 @@ def test_key_ids_known_only_at_the_end_of_a_run_are_checked_too(tmp_path):
     with pytest.raises(AuditError, match="is also a master key in use"):
         run.finish(RunStats(), "completed")
     assert path.read_bytes() == b""
+
+
+def test_lookup_without_the_audit_key_leaves_a_keyed_log_alone(tmp_path):
+    env = key_env()
+    audit, audit_key = tmp_path / "audit.jsonl", tmp_path / "audit.key"
+    audit_key.write_text(run_cli("keygen").stdout.decode())
+    audit_key.chmod(0o600)
+    r = run_cli("anonymise", "-p", str(EXAMPLE), "-i", str(TRACES), "-o", str(tmp_path / "o"),
+                "-a", str(audit), "--audit-key-file", str(audit_key), env=env)
+    assert r.returncode == 0, r.stderr
+    before = audit.read_bytes()
+    r = run_cli("lookup", "-p", str(EXAMPLE), "--reason", "DSR-9", "-a", str(audit),
+                "learner-0001", env=env)
+    assert r.returncode == 2 and r.stdout == b""
+    assert f"{audit}: its entries carry an HMAC" in r.stderr.decode()
+    assert b"learner-0001" not in r.stderr and audit.read_bytes() == before
+    r = run_cli("audit", "verify", str(audit), "--audit-key-file", str(audit_key))
+    assert r.returncode == 0, r.stderr

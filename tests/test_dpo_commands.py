@@ -165,24 +165,6 @@ def test_reidentify_reverses_and_audits_without_clear_values(tmp_path):
     assert json.loads(audit.read_text().splitlines()[-1])["outcome"] == "failed"
 
 
-def test_lookup_without_the_audit_key_leaves_a_keyed_log_alone(tmp_path):
-    env = key_env()
-    audit, audit_key = tmp_path / "audit.jsonl", tmp_path / "audit.key"
-    audit_key.write_text(run_cli("keygen").stdout.decode())
-    audit_key.chmod(0o600)
-    r = run_cli("anonymise", "-p", str(EXAMPLE), "-i", str(TRACES), "-o", str(tmp_path / "o"),
-                "-a", str(audit), "--audit-key-file", str(audit_key), env=env)
-    assert r.returncode == 0, r.stderr
-    before = audit.read_bytes()
-    r = run_cli("lookup", "-p", str(EXAMPLE), "--reason", "DSR-9", "-a", str(audit),
-                "learner-0001", env=env)
-    assert r.returncode == 2 and r.stdout == b""
-    assert f"{audit}: its entries carry an HMAC" in r.stderr.decode()
-    assert b"learner-0001" not in r.stderr and audit.read_bytes() == before
-    r = run_cli("audit", "verify", str(audit), "--audit-key-file", str(audit_key))
-    assert r.returncode == 0, r.stderr
-
-
 def test_audit_report(tmp_path):
     env = key_env()
     audit = tmp_path / "audit.jsonl"
