@@ -5,6 +5,9 @@ line (64 zeros for the first), and, when an audit key is given, ``hmac``: HMAC-S
 the entry under a key derived from that audit key. The chain alone catches edits to past
 entries; the HMAC also catches a forger who rewrites the whole chain. Entries hold counts,
 path shapes, key ids and record numbers, never a value from a trace or a key.
+
+A log keeps one audit key, or none, from its first entry to its last, and a failed write
+leaves it as it was: anything else would leave it unverifiable for good.
 """
 
 from __future__ import annotations
