@@ -3,7 +3,8 @@
 ``check`` uses this catalogue to find identifiers a policy keeps as they are, and free
 text it keeps without scrubbing; ``diff`` uses it to show how a change moves their
 treatment. Each entry is a concrete location with the surrounding values that make it
-mean what it means (an xAPI ``object`` is a person only when its ``objectType`` says so),
+mean what it means (an xAPI ``object`` is a person only when its ``objectType`` says so,
+while an actor, instructor, authority or group member without ``objectType`` is an Agent),
 so that rules with ``when`` conditions are judged as the engine would apply them.
 
 Sources: the xAPI 1.0.3 specification (Agent and Group inverse functional identifiers
@@ -78,19 +79,28 @@ def _agents(prefix: Loc, who: str, context: dict[Loc, dict[str, Any]]) -> list[E
             for loc, label in _AGENT_IFIS]
 
 
+_UNTYPED = "without objectType, hence an Agent"
+
 XAPI: list[Entry] = [
     *_agents(("actor",), "actor", {("actor",): {"objectType": "Agent"}}),
+    *_agents(("actor",), f"actor {_UNTYPED}", {}),
     *_agents(("actor", "member", 0), "member of a group actor",
              {("actor",): {"objectType": "Group"},
               ("actor", "member", 0): {"objectType": "Agent"}}),
+    *_agents(("actor", "member", 0), f"member of a group actor {_UNTYPED}",
+             {("actor",): {"objectType": "Group"}}),
     *_agents(("object",), "object that is a person",
              {("object",): {"objectType": "Agent"}}),
     *_agents(("context", "instructor"), "instructor",
              {("context", "instructor"): {"objectType": "Agent"}}),
+    *_agents(("context", "instructor"), f"instructor {_UNTYPED}", {}),
     *_agents(("context", "team", "member", 0), "member of the team",
              {("context", "team"): {"objectType": "Group"},
               ("context", "team", "member", 0): {"objectType": "Agent"}}),
+    *_agents(("context", "team", "member", 0), f"member of the team {_UNTYPED}",
+             {("context", "team"): {"objectType": "Group"}}),
     *_agents(("authority",), "authority", {("authority",): {"objectType": "Agent"}}),
+    *_agents(("authority",), f"authority {_UNTYPED}", {}),
     Entry("xapi", ("result", "response"), "free_text", "learner's response (may be free text)"),
 ]
 

@@ -89,9 +89,11 @@ def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
                     top.add(str(alt[0].value))
     to, tn = Tracer(old), Tracer(new)
     rows = []
+    shown: set[tuple[str, str, str]] = set()
     for e in entries(formats_of(top)):
         fo, fn = _fate(old, to, e), _fate(new, tn, e)
-        if fo.split(" ")[0] != fn.split(" ")[0]:
+        if fo.split(" ")[0] != fn.split(" ")[0] and (e.path, fo, fn) not in shown:
+            shown.add((e.path, fo, fn))
             rows.append([f"`{e.path}`", e.label, fo, fn])
     if rows:
         doc.table(["Field", "What it is", "Old", "New"], rows)

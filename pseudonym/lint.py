@@ -102,10 +102,12 @@ def lint(policy: Policy) -> list[Finding]:
     tracer = Tracer(policy)
     top = {alt[0].value for r in policy.rules if r.parsed_path.alternatives
            for alt in r.parsed_path.alternatives if alt and alt[0].kind == KEY}
+    reported: set[tuple[str, int | None]] = set()
     for e in entries(formats_of({str(t) for t in top})):
         d = decision_at(tracer.decide(e.record()), e.loc)
-        if d is None or d.treatment != "keep":
+        if d is None or d.treatment != "keep" or (e.path, d.rule) in reported:
             continue
+        reported.add((e.path, d.rule))
         by = f"rule {d.rule} keeps it" if d.rule else "unmatched: keep keeps it"
         if e.kind == "direct":
             add("identifier-kept", f"{e.path} ({e.label}) is a direct identifier and {by} "

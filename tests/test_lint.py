@@ -140,3 +140,25 @@ def test_rules_below_a_json_field_are_reachable():
         {"path": "$.event", "action": "redact", "why": "gone"},
         {"path": "$.event.body", "action": "keep", "why": "text"}]})
     assert ("unreachable-rule", 2) in {(f.code, f.rule) for f in lint(shadowed)}
+
+
+def test_actor_without_object_type_is_an_agent():
+    """xAPI makes objectType optional on an Agent: a rule keeping an actor that has none
+    keeps a person's name and e-mail address."""
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.actor", "action": "keep", "when": {"objectType": [None]}, "why": "who"},
+        {"path": "$.actor", "action": "drop", "why": "who"}]})
+    kept = {(f.path, f.rule) for f in lint(policy) if f.code == "identifier-kept"}
+    assert {("$.actor.name", 1), ("$.actor.mbox", 1)} <= kept
+    for where in ("$.context.instructor", "$.authority"):
+        untyped = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+            {"path": where, "action": "keep", "when": {"objectType": [None]}, "why": "who"},
+            {"path": "$.actor", "action": "drop", "why": "who"}]})
+        assert f"{where}.mbox" in {f.path for f in lint(untyped)}
+
+
+def test_untyped_and_typed_agents_kept_by_one_rule_are_reported_once():
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.actor", "action": "keep", "why": "who"}]})
+    paths = [f.path for f in lint(policy) if f.code == "identifier-kept"]
+    assert len(paths) == len(set(paths)) and "$.actor.mbox" in paths
