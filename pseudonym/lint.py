@@ -2,7 +2,8 @@
 each objection rests on (GDPR article or EDPB Guidelines 01/2025 on pseudonymisation).
 
 Errors are treatments that expose data the policy should protect (an identifier kept in
-clear, a reversible pseudonym nobody declared a need for); warnings are gaps in what the
+clear, here or, through ``identifying: false``, in the free text and URLs that mention it,
+a reversible pseudonym nobody declared a need for); warnings are gaps in what the
 policy documents or rules that do not do what they seem to.
 """
 
@@ -35,6 +36,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "missing-recipients": ("warning", "GDPR Art. 30(1)(d)"),
     "unmatched-keep": ("warning", "GDPR Art. 25(2) (data protection by default)"),
     "identifier-kept": ("error", f"GDPR Art. 4(5), Art. 25(1); {EDPB}"),
+    "identifying-false": ("error", f"GDPR Art. 4(5), Art. 25(1); {EDPB}"),
     "free-text-kept": ("warning", "GDPR Art. 5(1)(c) (data minimisation)"),
     "encrypt-without-reidentification": ("error", f"GDPR Art. 5(1)(c), Art. 25(2); {EDPB}"),
     "hash-with-reidentification": ("warning", f"GDPR Art. 25(1); {EDPB}"),
@@ -125,6 +127,11 @@ def lint(policy: Policy) -> list[Finding]:
             add("encrypt-without-reidentification", f"{r.path} is made reversible ({r.action}) but "
                 "the policy declares no need for re-identification (reidentification:); "
                 "use hash, or state who may re-identify and why", rule=i, path=r.path)
+        if r.identifying is False and REGISTRY[r.action].identifies is not None:
+            add("identifying-false", f"{r.path} ({r.action}) holds identifiers but is marked "
+                "identifying: false, so scrub and url rules leave its values in clear "
+                "wherever else the record holds them (free text, URLs); remove "
+                "identifying: false", rule=i, path=r.path)
         if r.action == "hash" and reid and not has_encrypt:
             add("hash-with-reidentification", f"{r.path} is hashed (one-way) but the policy "
                 "declares a need for re-identification that no encrypt rule serves; use "

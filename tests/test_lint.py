@@ -8,7 +8,7 @@ import pytest
 
 from pseudonym.lint import CODES, exit_status, lint
 from pseudonym.policy import Policy
-from tests.dpo_helpers import BAD, EXAMPLE, run_cli
+from tests.dpo_helpers import BAD, EXAMPLE, ROOT, run_cli
 
 # bad policy -> codes it must raise
 EXPECTED = {
@@ -22,6 +22,7 @@ EXPECTED = {
     "rule-without-why": {"rule-without-why"},
     "overlapping-rules": {"overlapping-rules"},
     "unreachable-rule": {"unreachable-rule"},
+    "identifying-false": {"identifying-false"},
 }
 
 
@@ -162,3 +163,32 @@ def test_untyped_and_typed_agents_kept_by_one_rule_are_reported_once():
         {"path": "$.actor", "action": "keep", "why": "who"}]})
     paths = [f.path for f in lint(policy) if f.code == "identifier-kept"]
     assert len(paths) == len(set(paths)) and "$.actor.mbox" in paths
+
+
+def test_identifying_false_on_an_identifier_names_rule_and_line():
+    [f] = lint(Policy.load(BAD / "identifying-false.yaml"))
+    assert (f.severity, f.rule, f.line, f.path) == ("error", 1, 12, "$.username")
+    assert "identifying: false" in f.message and "url" in f.message
+
+
+def test_identifying_false_on_agents_and_builtin_copies_is_an_error(tmp_path):
+    """The reviewer's case: the edx built-in with usernames marked not identifying."""
+    edx = (ROOT / "pseudonym" / "policies" / "edx.yaml").read_text()
+    for path in ("$.username", "$.context.username"):
+        rule = f"  - path: {path}\n    action: learner_id\n"
+        assert rule in edx
+        edx = edx.replace(rule, rule + "    identifying: false\n")
+    p = tmp_path / "edx.yaml"
+    p.write_text(edx)
+    found = [f for f in lint(Policy.load(p)) if f.code == "identifying-false"]
+    assert [(f.rule, f.path) for f in found] == [(1, "$.username"), (2, "$.context.username")]
+    assert run_cli("check", str(p)).returncode == 1
+    agent = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.actor", "action": "agent", "identifying": False, "why": "who",
+         "options": {"home_page": "https://example.org"}}]})
+    assert "identifying-false" in {f.code for f in lint(agent)}
+    stated = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.actor", "action": "agent", "identifying": True, "why": "who",
+         "options": {"home_page": "https://example.org"}},
+        {"path": "$.verb.id", "action": "keep", "identifying": False, "why": "what"}]})
+    assert "identifying-false" not in {f.code for f in lint(stated)}
