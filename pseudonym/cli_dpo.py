@@ -35,8 +35,10 @@ CHECK_TEXT = (
     "validate and lint a policy",
     "Load and validate a policy file (or built-in), then lint it: findings a DPO reviewer "
     "would raise, each citing the GDPR article or EDPB Guidelines 01/2025 it rests on. "
-    "Errors: the policy cannot load, a known direct identifier is kept as is, or a field is "
-    "encrypted (reversible) without a declared need for re-identification. Warnings: a "
+    "Errors: the policy cannot load, a known direct identifier is kept as is, an agent or "
+    "learner_id rule is marked identifying: false (scrub and url then leave its values in "
+    "clear), or a field is encrypted (reversible) without a declared need for "
+    "re-identification. Warnings: a "
     "missing header field (Art. 30), unmatched: keep, free text kept, a rule without why, "
     "overlapping rules, a rule that never applies, hash where re-identification is "
     "declared.",
