@@ -21,6 +21,9 @@ from typing import Any, Literal
 from .fields import Loc, loc_text
 
 Kind = Literal["direct", "free_text"]
+PLACEHOLDER = "placeholder"
+"""The value an entry's record holds at its field (``diff`` looks for it among the
+identifiers the engine gathers)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Entry:
         for where, values in self.context.items():
             for k, v in values.items():
                 _put(rec, (*where, k), v)
-        _put(rec, self.loc, "placeholder")
+        _put(rec, self.loc, PLACEHOLDER)
         return rec
 
 

@@ -4,18 +4,32 @@ Three views: the header (purpose, domain, ...), the rules (matched by path and `
 and the known identifier and free-text fields of the catalogue, whose treatment is
 computed under each version, so that a change made elsewhere (a broader ``keep``, a new
 ``unmatched``) still shows on the field it affects.
+
+A rule counts as changed when anything that shapes the output changes: its action, any
+of its options (a shorter pseudonym, a prefix, a normalisation, even where the one-line
+treatment does not mention them), or whether its values are identifying, which decides
+whether ``scrub`` and ``url`` remove them from free text and URLs elsewhere.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
-from .catalogue import entries, formats_of
+from .actions import REGISTRY
+from .actions.keyed import _B32_DEFAULT, _HEX_DEFAULT
+from .catalogue import PLACEHOLDER, Entry, entries, formats_of
+from .engine import Plan
 from .explain import treatment
 from .fields import Tracer, decision_at
+from .keys import KeyRing
 from .paths import KEY
 from .policy import Policy
 from .render import Doc
+
+_DEFAULT_LENGTH = {"hex": _HEX_DEFAULT, "base32": _B32_DEFAULT}
+_SOUGHT = {True: "sought in free text and URLs", False: "not sought in free text and URLs"}
 
 _HEADER = ["name", "version", "description", "controller", "dpo_contact", "purpose",
            "legal_basis", "retention", "recipients", "domain", "reidentification", "unmatched"]
@@ -25,14 +39,82 @@ def _key(rule) -> str:
     return rule.path + (" when " + json.dumps(rule.when, sort_keys=True) if rule.when else "")
 
 
-def _rules(p: Policy) -> dict[str, tuple[int, str, str]]:
-    out: dict[str, tuple[int, str, str]] = {}
+@dataclass(frozen=True)
+class _Rule:
+    number: int
+    action: str
+    options: dict[str, Any]
+    identifying: bool
+    why: str
+
+    def same(self, other: _Rule) -> bool:
+        return (self.action, self.options, self.identifying, self.why) == (
+            other.action, other.options, other.identifying, other.why)
+
+
+def _rules(p: Policy) -> dict[str, _Rule]:
+    out: dict[str, _Rule] = {}
     for i, (r, o) in enumerate(zip(p.rules, p.options, strict=True), 1):
-        out.setdefault(_key(r), (i, treatment(r.action, o), r.why or ""))
+        nature = REGISTRY[r.action].identifies is not None
+        ident = nature if r.identifying is None else r.identifying
+        out.setdefault(_key(r), _Rule(i, r.action, o.model_dump(), ident, r.why or ""))
     return out
 
 
-def _fate(p: Policy, tracer: Tracer, e) -> str:
+def _option_words(action: str, name: str, opts: dict[str, Any]) -> str:
+    """An option's value as the DPO reads it; ``treatment`` leaves some options out."""
+    value = opts[name]
+    if name == "length":
+        if value is None:
+            default = _DEFAULT_LENGTH.get(opts.get("encoding", ""))
+            return f"{default} characters (the default)" if default else "default length"
+        return f"{value} characters"
+    if name == "prefix":
+        return f"prefixed with {json.dumps(value, ensure_ascii=False)}" if value else "no prefix"
+    if name == "bits":
+        return f"{value}-bit integers"
+    if name == "normalise":
+        step = "encryption" if action == "encrypt" else "pseudonymisation"
+        return (f"text normalised ({', '.join(value)}) before {step}" if value
+                else f"text not normalised before {step}")
+    return f"option {name} = {json.dumps(value, ensure_ascii=False, default=str)}"
+
+
+def _hidden(action: str, opts: dict[str, Any]) -> set[str]:
+    """Options set away from their default that ``treatment`` does not mention."""
+    fields = REGISTRY[action].options.model_fields
+    shown = treatment(action, opts)
+    out = set()
+    for k, f in fields.items():
+        if f.is_required():
+            continue
+        default = f.get_default(call_default_factory=True)
+        if opts.get(k) != default and treatment(action, {**opts, k: default}) == shown:
+            out.add(k)
+    return out
+
+
+def _describe(r: _Rule, other: _Rule | None) -> str:
+    """``r``'s treatment, with what sets it apart from ``other`` spelled out."""
+    names = _hidden(r.action, r.options)
+    if other is not None and other.action == r.action:
+        names |= _hidden(r.action, other.options)
+    words = [_option_words(r.action, k, r.options) for k in sorted(names)]
+    nature = REGISTRY[r.action].identifies is not None
+    if r.identifying != nature or (other is not None and other.identifying != r.identifying):
+        words.append("identifying: scrub and url remove its values from free text and URLs "
+                     "elsewhere in the record" if r.identifying else
+                     "not identifying: scrub and url leave its values in clear in free text "
+                     "and URLs elsewhere in the record")
+    return "; ".join([treatment(r.action, r.options), *words])
+
+
+def _gathered(p: Policy) -> Any:
+    """The record's identifiers as the engine gathers them (key unused: nothing runs)."""
+    return Plan(p, KeyRing.generate()).gather
+
+
+def _fate(p: Policy, tracer: Tracer, e: Entry) -> str:
     d = decision_at(tracer.decide(e.record()), e.loc)
     if d is None:
         return "?"
@@ -69,12 +151,14 @@ def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
     rows = []
     for k in list(a) + [k for k in b if k not in a]:
         if k not in b:
-            rows.append([f"`{k}`", f"rule {a[k][0]}: {a[k][1]}", "*rule removed*", ""])
+            rows.append([f"`{k}`", f"rule {a[k].number}: {_describe(a[k], None)}",
+                         "*rule removed*", ""])
         elif k not in a:
-            rows.append([f"`{k}`", "*no rule*", f"rule {b[k][0]}: {b[k][1]}", b[k][2]])
-        elif a[k][1:] != b[k][1:]:
-            why = b[k][2] if a[k][2] == b[k][2] else f"{b[k][2]} (was: {a[k][2]})"
-            rows.append([f"`{k}`", a[k][1], b[k][1], why])
+            rows.append([f"`{k}`", "*no rule*", f"rule {b[k].number}: {_describe(b[k], None)}",
+                         b[k].why])
+        elif not a[k].same(b[k]):
+            why = b[k].why if a[k].why == b[k].why else f"{b[k].why} (was: {a[k].why})"
+            rows.append([f"`{k}`", _describe(a[k], b[k]), _describe(b[k], a[k]), why])
     if rows:
         doc.table(["Path", "Old treatment", "New treatment", "Why (new)"], rows)
     else:
@@ -88,11 +172,18 @@ def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
                 if alt and alt[0].kind == KEY:
                     top.add(str(alt[0].value))
     to, tn = Tracer(old), Tracer(new)
+    go, gn = _gathered(old), _gathered(new)
     rows = []
     shown: set[tuple[str, str, str]] = set()
     for e in entries(formats_of(top)):
         fo, fn = _fate(old, to, e), _fate(new, tn, e)
-        if fo.split(" ")[0] != fn.split(" ")[0] and (e.path, fo, fn) not in shown:
+        moved = fo.split(" ")[0] != fn.split(" ")[0]
+        if e.kind == "direct":
+            so, sn = (PLACEHOLDER in g(e.record()) for g in (go, gn))
+            if so != sn:
+                moved = True
+                fo, fn = f"{fo}, {_SOUGHT[so]}", f"{fn}, {_SOUGHT[sn]}"
+        if moved and (e.path, fo, fn) not in shown:
             shown.add((e.path, fo, fn))
             rows.append([f"`{e.path}`", e.label, fo, fn])
     if rows:
