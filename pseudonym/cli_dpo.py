@@ -151,7 +151,8 @@ def explain(a: argparse.Namespace) -> int:
 DIFF_TEXT = (
     "what changed between two versions of a policy",
     "Compare two versions of a policy for review: header fields, rules (matched by path "
-    "and when), and the treatment of the known identifier and free-text fields of xAPI "
+    "and when; each option and whether the rule's values are identifying count), and the "
+    "treatment of the known identifier and free-text fields of xAPI "
     "and Open edX under each version.",
     "exit status: 0 identical, 1 different (like diff), 2 a policy does not load.\n\n"
     "example:\n  git show v1:policy.yaml > old.yaml && pseudonym diff old.yaml policy.yaml")
