@@ -295,11 +295,13 @@ def test_detector_checks_say_how_much_of_a_match_they_take(name, sample):
     ("x", "AT61 1904 3002 3457 3201 BE68 5390 0754 7034", "[IBAN] [IBAN]"),
     ("x", "lower case be68 5390 0754 7034 too", "lower case [IBAN] too"),
     ("İnci", "by İnci ok", "by [USER] ok"),
+    ("x", "ID42 BE68 5390 0754 7034 ok", "ID42 [IBAN] ok"),
+    ("x", "ref AB12 CD34 FR76 3000 6000 0112 3456 7890 189", "ref AB12 CD34 [IBAN]"),
 ])
 def test_what_a_detector_found_stays_hidden_from_the_next(keys, user, text, want):
     """Found by review: a name glued to digits inside an IBAN or an IP address (de, fe)
     hid it from its own detector, so the phone number or digest glued after it, found
     only once the IBAN was hidden, stayed in clear; an IBAN cut to its country's length
-    swallowed the start of the next one; a lower-case IBAN, and a name whose lower case
-    is longer (İ), went unseen."""
+    swallowed the start of the next one, as did a short word before an IBAN; a lower-case
+    IBAN, and a name whose lower case is longer (İ), went unseen."""
     assert scrub(text, keys, user=user) == want

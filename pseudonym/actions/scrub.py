@@ -257,16 +257,31 @@ def _render_checked(match: str, check: Check, render: Callable[[str], str]) -> s
 
 def _checked(rx: re.Pattern[str], check: Check | None, text: str
              ) -> list[tuple[int, int]]:
+    """Where ``rx`` matches and ``check`` takes the match (or the start it keeps).
+
+    The search goes on after what was taken. A match cut short, or a short one refused,
+    may have swallowed the start of a real one (``ID42 BE68 5390 0754 7034``: the IBAN
+    pattern took ``ID42`` in, and the whole failed its check), so the search goes on
+    inside it; long refused matches (URLs) are skipped whole, which keeps it linear."""
     spans: list[tuple[int, int]] = []
     m = rx.search(text)
     while m:
-        n = check(m.group(0)) if check else len(m.group(0))
+        a, size = m.start(), m.end() - m.start()
+        n = check(m.group(0)) if check else size
         if n:
-            spans.append((m.start(), m.start() + n))
-        # a match cut short may have swallowed the start of the next one
-        nxt = m.start() + n if 0 < n < len(m.group(0)) else max(m.end(), m.start() + 1)
+            spans.append((a, a + n))
+        if 0 < n < size:
+            nxt = a + n
+        elif n == 0 and size <= RETRY_INSIDE:
+            nxt = a + 1
+        else:
+            nxt = max(m.end(), a + 1)
         m = rx.search(text, nxt) if nxt <= len(text) else None
     return spans
+
+
+RETRY_INSIDE = 64
+"""Refused matches up to this long are searched again from their second character."""
 
 
 def _masked(text: str, spans: list[Any]) -> str:
