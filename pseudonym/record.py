@@ -152,9 +152,15 @@ def _lower_same_length(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
-def _glued(edge: str, beside: str) -> bool:
+GLUED_MIN = 3
+"""Names shorter than this are found as whole words only: two characters between digits
+are more often part of a hex id or a UUID (``3ed4``, ``41d4``) than someone's handle."""
+
+
+def _glued(edge: str, beside: str, digits_split: bool = True) -> bool:
     """Whether ``beside`` continues the token that a needle's ``edge`` character ends."""
-    return edge.isalnum() and beside.isalnum() and not (edge.isalpha() and beside.isdigit())
+    return edge.isalnum() and beside.isalnum() and not (
+        digits_split and edge.isalpha() and beside.isdigit())
 
 
 def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -164,17 +170,19 @@ def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
     A match must not be glued to a letter or digit on a side where the needle itself
     starts or ends with one, so ``jo`` is not found in ``joint``, nor ``42`` in ``2042``;
     but digits glued to a letter end are a boundary, so ``jdupont42`` is found (handles
-    are names with digits added). A short name found so inside an IBAN or a digest
-    overlaps that detector's match, and the two are replaced as one.
+    are names with digits added), for names of ``GLUED_MIN`` characters or more. A name
+    found so inside an IBAN or a digest overlaps that detector's match, and the two are
+    replaced as one.
     """
     low = _lower_same_length(text)
     spans: list[tuple[int, int]] = []
     for n in needles:
+        split = len(n) >= GLUED_MIN
         start = low.find(n)
         while start != -1:
             end = start + len(n)
-            ok_before = start == 0 or not _glued(n[0], low[start - 1])
-            ok_after = end == len(low) or not _glued(n[-1], low[end])
+            ok_before = start == 0 or not _glued(n[0], low[start - 1], split)
+            ok_after = end == len(low) or not _glued(n[-1], low[end], split)
             if ok_before and ok_after:
                 spans.append((start, end))
             start = low.find(n, start + 1)

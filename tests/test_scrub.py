@@ -112,6 +112,16 @@ def test_record_identifiers_with_digits_glued_on_are_removed(keys):
     assert out == "[USER]42 and 2024[USER], cf. [USER]_fun"
     assert scrub("user421 is not user42", keys, {"detectors": []},
                  user="user42") == "user421 is not [USER]"
+    assert scrub("bob42 and 7bob", keys, {"detectors": []}, user="bob") == "[USER]42 and 7[USER]"
+
+
+@pytest.mark.parametrize(("user", "text"), [
+    ("ed", "block@3ed4a9c0e1b2"), ("d4", "id f47ac10b-58cc-4372-a567-0e02b2c3d479 ok"),
+    ("ad", "object 5f1ad3e2 ok"), ("3d", "a 3D2 print"), ("jo", "JO2024 games")])
+def test_two_character_names_glued_to_digits_are_left_to_whole_words(keys, user, text):
+    """Found by review: hex ids and UUIDs lost a piece wherever a two-character name sat
+    between digits. Handles long enough to be names still lose the name."""
+    assert scrub(text, keys, {"detectors": []}, user=user) == text
 
 
 @pytest.mark.parametrize(("user", "text", "want"), [
