@@ -62,14 +62,15 @@ def parts(tmp_path_factory):
     return d, b"\n".join(lines) + b"\n"
 
 
-def run_cli(tmp_path, data: bytes, key_file):
+def run_cli(tmp_path, data: bytes, key_file, rejected_line: int = 4322):
     (tmp_path / "all.jsonl").write_bytes(data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
     r = subprocess.run([sys.executable, "-m", "pseudonym", "anonymise", "--policy", POLICY,
                         "--key-file", str(key_file), "-i", str(tmp_path / "all.jsonl"),
                         "-o", str(tmp_path / "cli.jsonl"), "-a", str(tmp_path / "cli.audit")],
                        capture_output=True, env=env, timeout=120)
-    assert r.returncode == 1 and b"line 4322: rejected: invalid-json" in r.stderr
+    assert r.returncode == 1
+    assert f"line {rejected_line}: rejected: invalid-json".encode() in r.stderr
     return (tmp_path / "cli.jsonl").read_bytes(), json.loads(
         (tmp_path / "cli.audit").read_text())
 
@@ -351,3 +352,69 @@ def test_a_byte_order_mark_is_dropped_at_the_start_of_a_file_only(memory_fs, key
         stats = job.run(job.bag)
     assert stats.written == len(lines) - 1 and stats.rejected == 1
     assert stats.errors["invalid-json"]["records"] == [8]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A real S3 server (moto's), reached over HTTP by the client and by the cluster's
+    worker processes alike, through s3fs: the object store FUN's traces live in."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    import socket
+
+    import s3fs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port,
+                                              verbose=False)
+    server.start()
+    options = {"key": "test", "secret": "test", "client_kwargs": {
+        "endpoint_url": f"http://127.0.0.1:{port}", "region_name": "eu-west-3"}}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("traces")
+    yield fs, options
+    server.stop()
+
+
+def test_s3_in_and_out_on_the_cluster_is_the_cli_output(client, s3, key_file, tmp_path):
+    fs, options = s3
+    lines = example_lines()
+    for i in range(3):
+        fs.pipe(f"traces/in/part-{i}.jsonl", ("\n".join(lines[i * 4:(i + 1) * 4]) + "\n"
+                                               ).encode())
+    job = anonymise_bag(db.read_text("s3://traces/in/part-*.jsonl", storage_options=options),
+                        POLICY, key=KeyRef.file(key_file))
+    with AuditLog.open(tmp_path / "audit.jsonl") as audit:
+        stats = job.run(job.to_textfiles("s3://traces/out/part-*.jsonl.gz",
+                                         storage_options=options), audit=audit)
+    parts = [f"s3://traces/out/part-{i}.jsonl.gz" for i in range(3)]
+    assert job.results[0] == parts and stats.written == len(lines)
+    fs.invalidate_cache()
+    assert sorted(fs.find("traces/out")) == [p.removeprefix("s3://") for p in parts]
+    got = b"".join(gzip.decompress(fs.cat(p)) for p in parts)
+    want, _ = run_cli(tmp_path, "\n".join([*lines, '{"actor": {"account": '] ).encode() + b"\n",
+                      key_file, rejected_line=len(lines) + 1)
+    assert got == want
+
+
+def test_a_failed_run_leaves_nothing_in_the_bucket(client, s3, key_file):
+    fs, options = s3
+
+    def failing(items):
+        items = list(items)
+        if "FAIL" in items:
+            raise RuntimeError("this partition cannot be read")
+        return items
+
+    lines = example_lines()
+    fs.pipe("traces/kept/README", b"not ours\n")
+    for where in ("kept", "fresh"):
+        bag = db.from_sequence([*lines[:6], "FAIL", *lines[6:]], npartitions=3)
+        job = anonymise_bag(bag.map_partitions(failing), POLICY, key=KeyRef.file(key_file))
+        with pytest.raises(RuntimeError, match="cannot"):
+            job.run(job.to_textfiles(f"s3://traces/{where}/part-*.jsonl",
+                                     storage_options=options))
+    fs.invalidate_cache()
+    assert fs.find("traces/kept") == ["traces/kept/README"] and not fs.find("traces/fresh")
