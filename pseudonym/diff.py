@@ -82,14 +82,21 @@ def _option_words(action: str, name: str, opts: dict[str, Any]) -> str:
 
 def _hidden(action: str, opts: dict[str, Any]) -> set[str]:
     """Options set away from their default that ``treatment`` does not mention."""
-    fields = REGISTRY[action].options.model_fields
+    model = REGISTRY[action].options
     shown = treatment(action, opts)
     out = set()
-    for k, f in fields.items():
+    for k, f in model.model_fields.items():
         if f.is_required():
             continue
         default = f.get_default(call_default_factory=True)
-        if opts.get(k) != default and treatment(action, {**opts, k: default}) == shown:
+        if opts.get(k) == default:
+            continue
+        swapped = {**opts, k: default}
+        try:  # some options need another (generalise by number: bounds or width)
+            model.model_validate(swapped)
+        except ValueError:
+            continue
+        if treatment(action, swapped) == shown:
             out.add(k)
     return out
 

@@ -107,8 +107,9 @@ def _read(n: int, line: bytes) -> _Entry:
             if out.kind == "lookup":
                 out.key_ids = ", ".join(_texts(e, "key_ids"))
                 out.outcome = f"{_count(e, 'pseudonyms')} pseudonyms"
-            else:
-                out.key_ids = _text(e, "key_id")
+            else:  # a token no key in the ring made has no key id to record: null
+                out.key_ids = (_get(e, "key_id", "", lambda v: isinstance(v, str) or (
+                    v is None and "key_id" in e), "text or null") or "unknown")
                 out.outcome = _text(e, "outcome")
     except _Unreadable as why:
         return _Entry(n, unreadable=str(why))

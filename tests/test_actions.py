@@ -48,8 +48,9 @@ def test_keep_type_counts_as_kept_and_refuses_containers():
     from pseudonym.engine import RunStats, compile_plan, run_block
     stats = RunStats()
     assert run_block(compile_plan(p), b'{"a": "x"}\n', stats) == b'{"a":"x"}\n'
-    with pytest.raises(PolicyError, match=r"options\.type"):
-        make_policy([{"path": "$.a", "action": "keep", "options": {"type": "object"}}])
+    for bad in ("object", []):
+        with pytest.raises(PolicyError, match=r"options\.type"):
+            make_policy([{"path": "$.a", "action": "keep", "options": {"type": bad}}])
 
 
 def test_redact_replaces_with_the_rules_constant():

@@ -137,3 +137,18 @@ def test_every_option_change_shows_in_the_treatments(action, before, after):
     new = policy({"path": "$.x", "action": action, "options": after}, version="2")
     old_cell, new_cell = rule_row(review(old, new), "$.x").split(" | ")[1:3]
     assert old_cell != new_cell
+
+
+@pytest.mark.parametrize("after", [{"kind": "number", "bounds": [18, 30, 40]},
+                                   {"kind": "number", "width": 10}])
+def test_generalise_by_number_diffs_without_crashing(after):
+    """Found by review: putting one option back to its default, to see whether the
+    treatment mentions it, made an invalid generalise (neither bounds nor width) and
+    crashed the command (exit 70)."""
+    before = {"kind": "number", "bounds": [18, 25, 35]}
+    old = policy({"path": "$.age", "action": "generalise", "options": before})
+    new = policy({"path": "$.age", "action": "generalise", "options": after},
+                 {"path": "$.n", "action": "generalise", "options": {"kind": "number",
+                                                                      "width": 5}}, version="2")
+    rules = section(review(old, new), "Rules")
+    assert "bounds 18, 25, 35" in rules and "`$.n`" in rules

@@ -57,3 +57,21 @@ def test_lookup_refuses_json_no_record_could_hold(tmp_path, value, message):
                 str(tmp_path / "audit.jsonl"), "--json", value,
                 env={"PSEUDONYM_KEY": MasterKey.generate().text})
     assert r.returncode == 2 and b"--json: IDENTIFIER is " + message in r.stderr
+
+
+def test_a_failed_reidentification_shows_in_the_audit_report(tmp_path):
+    """Found by review: a token no key in the ring made is recorded with a null key id,
+    and the report listed the entry as unreadable, as if tampered with."""
+    key = MasterKey.generate()
+    policy = tmp_path / "p.yaml"
+    policy.write_text("name: p\nversion: '1'\ndomain: test-domain\nrules:\n"
+                      "  - {path: $.a, action: encrypt}\n")
+    audit = tmp_path / "audit.jsonl"
+    r = run_cli("reidentify", "-p", str(policy), "--reason", "probe", "-a", str(audit),
+                "pse1.deadbeef.AAAA", env={"PSEUDONYM_KEY": key.text})
+    assert r.returncode == 2 and json.loads(audit.read_text())["key_id"] is None
+    r = run_cli("audit", "report", str(audit))
+    assert r.returncode == 0, r.stdout + r.stderr
+    row = [x for x in r.stdout.decode().splitlines() if "probe" in x]
+    assert len(row) == 1 and "failed" in row[0] and "unknown" in row[0]
+    assert b"cannot read" not in r.stdout

@@ -315,3 +315,12 @@ def test_what_a_detector_found_stays_hidden_from_the_next(keys, user, text, want
     swallowed the start of the next one, as did a short word before an IBAN; a lower-case
     IBAN, and a name whose lower case is longer (İ), went unseen."""
     assert scrub(text, keys, user=user) == want
+
+
+@pytest.mark.parametrize("text", ["HW01 k\u0131sa yaz\u0131 \u00f6devi",
+                                  "AB12 \u0130STA NBUL \u017f\u017f\u017f\u017f"])
+def test_letters_that_fold_to_ascii_do_not_break_the_iban_check(keys, text):
+    """Found by review: with case folding, the IBAN pattern took the dotless i, the dotted
+    capital I and the long s for I and S, and the check then failed on them: the record was
+    rejected (internal-error)."""
+    assert scrub(text, keys) == text

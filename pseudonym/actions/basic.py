@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from .base import REMOVE, ActionError, Constant, Options, action
 
@@ -15,7 +15,7 @@ _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
 
 
 class KeepOptions(Options):
-    type: tuple[ScalarType, ...] | None = None
+    type: tuple[ScalarType, ...] | None = Field(default=None, min_length=1)
     """Keep the value only if it is of one of these types (``text``, ``number``,
     ``integer``, ``boolean``, ``null``; one name or a list); any other value, an object
     say, rejects the record. For fields that hold a plain value by nature (ids,

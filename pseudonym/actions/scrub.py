@@ -61,7 +61,10 @@ first checked whole, so a country missing here, or a length that changed, loses 
 
 def _iban_mod97(compact: str) -> bool:
     moved = compact[4:] + compact[:4]
-    digits = "".join(str(int(c, 36)) for c in moved)
+    try:
+        digits = "".join(str(int(c, 36)) for c in moved)
+    except ValueError:  # a character int() does not read in base 36: no IBAN
+        return False
     return int(digits) % 97 == 1
 
 
@@ -186,7 +189,8 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     compiled: list[tuple[str, re.Pattern[str], Check | None, bool]] = []
     for name in dict.fromkeys(options.detectors):
         token, rx, check = DETECTORS[name]
-        compiled.append((token, re.compile(rx, re.IGNORECASE), check, name in FIRST))
+        flags = re.IGNORECASE | (re.ASCII if name == "iban" else 0)  # dotless i is no I
+        compiled.append((token, re.compile(rx, flags), check, name in FIRST))
     for p in options.patterns:
         compiled.append((p.name, re.compile(p.regex), None, False))
 
