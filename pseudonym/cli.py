@@ -166,8 +166,10 @@ def _anonymise(a: argparse.Namespace) -> int:
             src = open_input(a.input)
         except OSError as e:
             raise StreamError(f"{a.input}: cannot read input ({e.strerror})") from None
+        direct = a.output in (None, "-")
         try:
             with src, AtomicOutput(a.output, precompressed=a.workers > 1) as out:
+                direct = out.direct
                 write = out.stream.write
                 if a.workers > 1:
                     spec = WorkerSpec(a.policy, policy.sha256, a.key_file,
@@ -202,6 +204,9 @@ def _anonymise(a: argparse.Namespace) -> int:
             if a.output in (None, "-"):
                 _quiet_stdout()
                 raise StreamError(f"standard output: cannot write ({e.strerror}); the "
+                                  "output is incomplete") from None
+            if direct:
+                raise StreamError(f"{a.output}: cannot write output ({e.strerror}); the "
                                   "output is incomplete") from None
             raise StreamError(f"{a.output}: cannot write output ({e.strerror}); no output "
                               "file was published") from None

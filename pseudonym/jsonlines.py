@@ -29,6 +29,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -144,6 +145,10 @@ STARTS_WRITEBACK = sys.platform.startswith("linux") and hasattr(os, "posix_fadvi
 standard leaves it open)."""
 
 
+UNFINISHED_GZIP = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+"""A gzip member's header and nothing after it: ``gzip -d`` reports an unexpected end."""
+
+
 class AtomicOutput:
     """Write to a temporary file and publish it (rename) only on ``commit``.
 
@@ -174,26 +179,30 @@ class AtomicOutput:
             return self
         if not self.name:
             raise StreamError("the output file name is empty; no output file was published")
-        target = Path(os.path.realpath(self.path))
         try:
-            mode = os.stat(target).st_mode
+            st: os.stat_result | None = os.stat(self.path)  # links followed
         except FileNotFoundError:
-            mode = stat.S_IFREG
+            st = None
         except OSError as e:
             raise StreamError(f"{self.path}: cannot write output ({e.strerror}); no output "
                               "file was published") from None
-        if stat.S_ISDIR(mode):
+        if st is not None and stat.S_ISDIR(st.st_mode):
             raise StreamError(f"{self.path}: is a directory, not an output file; no output "
                               "file was published")
-        if not stat.S_ISREG(mode):
-            self._raw = self.stream = open(target, "wb")
+        fd = _open_descriptor(self.name, st)
+        if fd is not None:  # /dev/stdout, /dev/fd/3: the stream the shell opened, as it is
+            self._raw = self.stream = os.fdopen(os.dup(fd), "wb")
+        elif st is not None and not stat.S_ISREG(st.st_mode):
+            self._raw = self.stream = open(self.path, "wb")
+        else:
+            target = Path(os.path.realpath(self.path))
+            self.path = target
+            tmp_fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
+                                                 dir=target.parent)
+            self._raw = self.stream = os.fdopen(tmp_fd, "wb")
+        if self._tmp is None:
             self._direct = True
             self.path = None  # written like standard output from here on
-        else:
-            self.path = target
-            fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
-                                             dir=target.parent)
-            self._raw = self.stream = os.fdopen(fd, "wb")
         try:
             if self._compress:
                 self.stream = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
@@ -202,6 +211,12 @@ class AtomicOutput:
             self.__exit__()
             raise
         return self
+
+    @property
+    def direct(self) -> bool:
+        """Written in place (standard output, a device, a pipe): nothing is published, and
+        a failed run leaves what it wrote there."""
+        return self._tmp is None and self.path is None
 
     def sync_so_far(self, wait: bool = False) -> None:
         """Have the disk take what the file holds, once ``SYNC_BYTES`` more were written:
@@ -249,10 +264,13 @@ class AtomicOutput:
     def __exit__(self, *exc: Any) -> None:
         if isinstance(getattr(self, "stream", None), _Unowned):  # what it was given goes out
             self.stream.close()
-        if self._direct:
-            for f in (self.stream, self._raw):
-                with suppress(OSError):
-                    f.close()
+        if self._direct and not self._raw.closed:  # a failed run: its reader must see it
+            with suppress(OSError, ValueError):
+                if self.gzip and self.stream is self._raw:  # whole members so far: add half
+                    self._raw.write(UNFINISHED_GZIP)
+                self._raw.close()  # before the gzip stream: that one then gets no end either
+            with suppress(OSError, ValueError):
+                self.stream.close()
         if self._tmp is not None:
             for f in (self.stream, self._raw):
                 with suppress(OSError):  # e.g. a full disk when flushing what is buffered
@@ -260,6 +278,20 @@ class AtomicOutput:
             with suppress(OSError):
                 os.unlink(self._tmp)
             self._tmp = None
+
+
+def _open_descriptor(name: str, st: os.stat_result | None) -> int | None:
+    """The descriptor an output path names, when it names one the process holds: written
+    to in place, never renamed over (``-o /dev/stdout >> log`` appends to ``log``)."""
+    m = re.fullmatch(r"/(?:dev/fd|proc/self/fd)/(\d+)", os.path.normpath(name))
+    if m:
+        return int(m[1])
+    if st is not None:
+        for fd in (1, 2):
+            with suppress(OSError):
+                if os.path.samestat(st, os.fstat(fd)):
+                    return fd
+    return None
 
 
 class _Unowned(io.BufferedWriter):

@@ -233,6 +233,44 @@ def test_a_named_pipe_is_written_in_place_not_replaced(work, workers):
     assert only_entry(work)["status"] == "completed"
 
 
+def test_dev_stdout_is_the_stream_the_shell_opened(work):
+    """Found by review: /dev/stdout was resolved to the file behind it and a temporary file
+    renamed over it, so ``-o /dev/stdout >> log`` replaced the log instead of appending,
+    and /dev/fd/N or a pipe behind /dev/stdout failed (no such file)."""
+    log = work / "log.jsonl"
+    log.write_bytes(b"PRE\n")
+    with open(log, "ab") as f:
+        r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", "/dev/stdout"),
+                           stdout=f, stderr=subprocess.PIPE, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = log.read_bytes().splitlines()
+    assert lines[0] == b"PRE" and len(lines) == 50_001
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", "/dev/fd/1"),
+                       capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 50_000
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_failed_run_into_a_gzip_pipe_never_looks_complete(work, workers):
+    """Found by review: written in place, a failed run's .gz output still ended as a whole
+    gzip stream, so its reader took the first lines for all of them."""
+    import threading
+
+    data = gzip.compress((work / "in.jsonl").read_bytes())
+    (work / "cut.jsonl.gz").write_bytes(data[:len(data) // 2])
+    fifo = work / "out.jsonl.gz"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    r = subprocess.run(cmd(work, "-i", str(work / "cut.jsonl.gz"), "-o", str(fifo),
+                           "-w", workers), capture_output=True, env=ENV, timeout=60)
+    reader.join(timeout=60)
+    assert r.returncode == 74 and b"the output is incomplete" not in r.stderr
+    with pytest.raises(EOFError):
+        gzip.decompress(got[0])
+
+
 def test_a_symbolic_link_is_written_through(work):
     (work / "real.jsonl").write_text("old\n")
     (work / "out.jsonl").symlink_to("real.jsonl")
