@@ -197,6 +197,8 @@ def _anonymise(a: argparse.Namespace) -> int:
                         else:
                             out.sync_so_far()
                         advance(stats)
+                if out.gzip and a.workers > 1 and not stats.written:
+                    write(gzip.compress(b"", mtime=0))  # no block wrote a member: still gzip
                 out.commit(before_publish=completed)
         except BrokenPipeError:
             raise

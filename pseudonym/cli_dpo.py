@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from .canonical import canonical_bytes
-from .errors import PseudonymError, RecordError
+from .errors import PseudonymError, RecordError, StreamError
 from .keys import ENV_VAR
 from .policy import Policy
 
@@ -22,9 +22,13 @@ _KEY_HELP = f"master key file (default: ${ENV_VAR})"
 def _write(text: str, output: str | None) -> None:
     if output and output != "-":
         from .jsonlines import AtomicOutput
-        with AtomicOutput(output) as out:
-            out.stream.write(text.encode("utf-8"))
-            out.commit()
+        try:
+            with AtomicOutput(output) as out:
+                out.stream.write(text.encode("utf-8"))
+                out.commit()
+        except OSError as e:
+            raise StreamError(f"{output}: cannot write output ({e.strerror}); no output file "
+                              "was published") from None
     else:
         sys.stdout.write(text)
         sys.stdout.flush()

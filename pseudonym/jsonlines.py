@@ -24,6 +24,8 @@ Edge cases of JSON, decided once for every entry point:
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import gzip
 import io
 import json
@@ -191,7 +193,13 @@ class AtomicOutput:
                               "file was published")
         fd = _open_descriptor(self.name, st)
         if fd is not None:  # /dev/stdout, /dev/fd/3: the stream the shell opened, as it is
-            self._raw = self.stream = os.fdopen(os.dup(fd), "wb")
+            try:
+                if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                    raise OSError(errno.EBADF, "not open for writing")
+                self._raw = self.stream = os.fdopen(os.dup(fd), "wb")
+            except OSError as e:
+                raise StreamError(f"{self.name}: cannot write output ({e.strerror}); "
+                                  "nothing was written") from None
         elif st is not None and not stat.S_ISREG(st.st_mode):
             self._raw = self.stream = open(self.path, "wb")
         else:
@@ -283,7 +291,7 @@ class AtomicOutput:
 def _open_descriptor(name: str, st: os.stat_result | None) -> int | None:
     """The descriptor an output path names, when it names one the process holds: written
     to in place, never renamed over (``-o /dev/stdout >> log`` appends to ``log``)."""
-    m = re.fullmatch(r"/(?:dev/fd|proc/self/fd)/(\d+)", os.path.normpath(name))
+    m = re.fullmatch(r"/(?:dev/fd|proc/self/fd)/([0-9]{1,9})", os.path.normpath(name))
     if m:
         return int(m[1])
     if st is not None:

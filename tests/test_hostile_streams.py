@@ -271,6 +271,38 @@ def test_a_failed_run_into_a_gzip_pipe_never_looks_complete(work, workers):
         gzip.decompress(got[0])
 
 
+@pytest.mark.parametrize(("target", "message"), [
+    ("/dev/fd/99999999999", b"cannot write output (No such file or directory)"),
+    ("/dev/fd/0", b"cannot write output (not open for writing); nothing was written")])
+def test_a_descriptor_that_cannot_take_the_output_is_an_io_error(work, target, message):
+    """Found by review: a descriptor number too large was an internal error (exit 70),
+    and standard input as the output said the output was incomplete."""
+    with open(work / "in.jsonl", "rb") as stdin:
+        r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", target),
+                           stdin=stdin, capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 74 and message in r.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_empty_gzip_output_is_still_gzip(work, workers):
+    """Found by review: with workers, a run that wrote no record left a 0-byte .gz file,
+    which gzip takes for a truncated one."""
+    (work / "empty.jsonl").write_bytes(b"")
+    r = subprocess.run(cmd(work, "-i", str(work / "empty.jsonl"), "-o",
+                           str(work / "out.jsonl.gz"), "-w", workers),
+                       capture_output=True, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert gzip.decompress((work / "out.jsonl.gz").read_bytes()) == b""
+
+
+def test_a_dpo_report_that_cannot_be_written_is_an_io_error(work):
+    """Found by review: explain and audit report ended in an internal error (exit 70)."""
+    r = subprocess.run([sys.executable, "-m", "pseudonym", "explain", "xapi", "-o",
+                        str(work / "no" / "dir" / "r.md")], capture_output=True, env=ENV,
+                       timeout=60)
+    assert r.returncode == 74 and b"r.md: cannot write output (No such file" in r.stderr
+
+
 def test_a_symbolic_link_is_written_through(work):
     (work / "real.jsonl").write_text("old\n")
     (work / "out.jsonl").symlink_to("real.jsonl")
