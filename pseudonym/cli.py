@@ -10,6 +10,7 @@ exits 1 when the policies differ.
 from __future__ import annotations
 
 import argparse
+import errno
 import gzip
 import io
 import json
@@ -22,7 +23,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from . import __version__, cli_dpo
 from .audit import AUDIT_KEY_ENV, AuditLog, verify
@@ -380,6 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_OK
+    except OSError as e:  # standard output closed, say (files are StreamErrors already)
+        err(f"cannot write ({e.strerror})")
+        return EXIT_IO
     except Exception as e:  # never a traceback that might quote a value
         if os.environ.get("PSEUDONYM_DEBUG"):
             traceback.print_exc()
@@ -400,6 +404,36 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class _ClosedOutput(io.RawIOBase):
+    """Standard output the shell closed (``>&-``): writing to it fails as it would have."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def _stand_in_for_closed_streams() -> None:
+    """Started with descriptor 0, 1 or 2 closed, Python leaves ``sys.stdout`` (...) None,
+    and the next file opened would take the descriptor: whatever then goes to standard
+    output would go into it. The descriptors get ``/dev/null``; standard output fails
+    when written to (so a result is never lost silently), standard error is silenced."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        if os.open(os.devnull, os.O_RDWR) != fd:  # takes the lowest free descriptor
+            break
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedOutput()), encoding="utf-8")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the whole run)
+
+
 def entry() -> None:
     """The console command. Everything it writes is flushed and closed (outputs are
     fsynced and renamed, the audit entry written) before ``main`` returns, so it ends with
@@ -408,6 +442,7 @@ def entry() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     if hasattr(signal, "SIGHUP"):  # a closed terminal: clean up (temporary files) as well
         signal.signal(signal.SIGHUP, _terminate)
+    _stand_in_for_closed_streams()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

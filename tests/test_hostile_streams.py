@@ -303,6 +303,21 @@ def test_a_dpo_report_that_cannot_be_written_is_an_io_error(work):
     assert r.returncode == 74 and b"r.md: cannot write output (No such file" in r.stderr
 
 
+@pytest.mark.parametrize(("output", "code"), [("out", 0), ("-", 74)])
+def test_closed_standard_output_is_an_error_only_when_written_to(work, output, code):
+    """Found by review: with standard output closed (``>&-``), every command ended in a
+    traceback; and the next file opened took descriptor 1."""
+    target = str(work / "out.jsonl") if output == "out" else "-"
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", target),
+                       stderr=subprocess.PIPE, env=ENV, timeout=60,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == code and b"Traceback" not in r.stderr
+    if code:
+        assert b"standard output: cannot write (Bad file descriptor)" in r.stderr
+    else:
+        assert len((work / "out.jsonl").read_bytes().splitlines()) == 50_000
+
+
 def test_a_symbolic_link_is_written_through(work):
     (work / "real.jsonl").write_text("old\n")
     (work / "out.jsonl").symlink_to("real.jsonl")
