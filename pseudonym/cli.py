@@ -62,14 +62,19 @@ def err(message: str) -> None:
     print(f"pseudonym: {message}", file=sys.stderr, flush=True)
 
 
+def _echoing_key_warnings(read: Callable[[], T]) -> T:
+    """``read()``, its key-file warnings (readable by others) printed on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KeyFileWarning)
+        value = read()
+    for w in caught:
+        err(f"warning: {w.message}")
+    return value
+
+
 def load_keys(key_file: str | None, required: bool = False) -> KeyRing | None:
     if key_file:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", KeyFileWarning)
-            ring = KeyRing.from_file(key_file)
-        for w in caught:
-            err(f"warning: {w.message}")
-        return ring
+        return _echoing_key_warnings(lambda: KeyRing.from_file(key_file))
     if os.environ.get(ENV_VAR, "").strip() or required:
         return KeyRing.from_env()
     return None
@@ -77,12 +82,7 @@ def load_keys(key_file: str | None, required: bool = False) -> KeyRing | None:
 
 def load_audit_key(path: str | None) -> MasterKey | None:
     if path:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", KeyFileWarning)
-            key = MasterKey.from_file(path, what="audit key file")
-        for w in caught:
-            err(f"warning: {w.message}")
-        return key
+        return _echoing_key_warnings(lambda: MasterKey.from_file(path, what="audit key file"))
     text = os.environ.get(AUDIT_KEY_ENV, "")
     return MasterKey.parse(text, where=f"${AUDIT_KEY_ENV}") if text.strip() else None
 

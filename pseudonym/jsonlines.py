@@ -224,7 +224,7 @@ class AtomicOutput:
     def direct(self) -> bool:
         """Written in place (standard output, a device, a pipe): nothing is published, and
         a failed run leaves what it wrote there."""
-        return self._tmp is None and self.path is None
+        return self.path is None
 
     def sync_so_far(self, wait: bool = False) -> None:
         """Have the disk take what the file holds, once ``SYNC_BYTES`` more were written:

@@ -163,6 +163,13 @@ def _glued(edge: str, beside: str, digits_split: bool = True) -> bool:
         digits_split and edge.isalpha() and beside.isdigit())
 
 
+def glued_to_digits(text: str, a: int, b: int) -> bool:
+    """Whether the match ``text[a:b]`` was found only because digits glued to a letter end
+    count as a boundary (``jdupont`` in ``jdupont42``)."""
+    return ((a > 0 and text[a].isalpha() and text[a - 1].isdigit())
+            or (b < len(text) and text[b - 1].isalpha() and text[b].isdigit()))
+
+
 def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
     """Every whole-token occurrence of ``needles`` (lower case), case-insensitively, as
     ``(start, end)``; occurrences may overlap.

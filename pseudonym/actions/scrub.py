@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..record import glued_to_digits
 from .base import BuildContext, Options, action
 
 IDENTIFYING_PARAMS = frozenset({
@@ -227,7 +228,7 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
             found += [(a, b, 0, "USER") for a, b in rec.id_spans(value)]
         # a name found glued to digits (jdupont42) is replaced but hides nothing from
         # the detectors: "fe" in fe80::1, "de" in DE89... must not break their matches
-        masked = _masked(value, [s for s in found if not _digit_glued(value, s[0], s[1])])
+        masked = _masked(value, [s for s in found if not glued_to_digits(value, s[0], s[1])])
         for rank, (token, rx, check) in enumerate(then, 1):
             hits = _checked(rx, check, value)
             seen = hits if masked is value else _checked(rx, check, masked)
@@ -247,11 +248,6 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         return user(value_text) if value_text in rec.forms else value
 
     return text, number
-
-
-def _digit_glued(text: str, a: int, b: int) -> bool:
-    return ((a > 0 and text[a].isalpha() and text[a - 1].isdigit())
-            or (b < len(text) and text[b - 1].isalpha() and text[b].isdigit()))
 
 
 def _render_checked(match: str, check: Check, render: Callable[[str], str]) -> str:
