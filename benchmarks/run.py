@@ -23,6 +23,7 @@ xAPI statements, replicated (cycled) to the line counts asked for.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import gzip
 import hashlib
@@ -224,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=str(HERE / "out"), help="scratch files")
     a = ap.parse_args(argv)
 
+    import pseudonym
     from pseudonym import MasterKey, Policy
     policy = Policy.load(a.policy)
+    bytecode(Path(pseudonym.__file__).parent)
     env = dict(os.environ)
     if not env.get("PSEUDONYM_KEY", "").strip():
         env["PSEUDONYM_KEY"] = MasterKey.generate().text  # a throw-away key for this run
@@ -318,6 +321,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(report(policy, a, startup, best, memory, big, started, load_before, max(ceilings)))
     return 0
+
+
+def bytecode(package: Path) -> None:
+    """Byte-compile the package, as pip does when it installs one: a source tree (an
+    editable install) where ``PYTHONDONTWRITEBYTECODE`` is set would otherwise be compiled
+    again at every start of the CLI and of the hand-written pass (about 35 ms here)."""
+    if not compileall.compile_dir(package, quiet=1):
+        raise SystemExit(f"cannot byte-compile {package}")
 
 
 def _at_least_one(text: str) -> int:

@@ -177,7 +177,8 @@ def _anonymise(a: argparse.Namespace) -> int:
                                       tuple(keys.key_ids) if keys is not None else None,
                                       out.gzip, "standard input" if a.input == "-" else a.input)
                     ranged = _ranged_input(src, a.input)
-                    tasks = file_ranges(ranged) if ranged is not None else stream_blocks(src)
+                    tasks = (file_ranges(ranged, workers=a.workers) if ranged is not None
+                             else stream_blocks(src))
 
                     def block_done(s: RunStats) -> None:
                         out.sync_so_far(wait=True)  # the parent's idle time

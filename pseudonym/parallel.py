@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 BLOCK_BYTES = 1 << 20
 """About this many bytes of input per block: large enough that the per-block overhead
 vanishes, small enough that memory stays bounded (in flight: about 3 blocks a worker)."""
+TAIL_BYTES = 1 << 16
+"""The smallest range ``file_ranges`` hands out towards the end of a file."""
 IN_FLIGHT = 3
 """Blocks handed out per worker and not yet written back."""
 SLOT_BYTES = 2 * BLOCK_BYTES
@@ -190,10 +192,14 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def file_ranges(source: str | int, size: int = BLOCK_BYTES
-                ) -> Iterator[tuple[None, str | int, int, int]]:
+def file_ranges(source: str | int, size: int = BLOCK_BYTES, workers: int = 0,
+                tail: int = TAIL_BYTES) -> Iterator[tuple[None, str | int, int, int]]:
     """Tasks naming byte ranges of whole lines of a regular file: workers read the bytes
     themselves, so the parent neither reads nor sends the input.
+
+    With ``workers``, ranges shrink towards the end (to half of a worker's share of what is
+    left, down to ``tail`` bytes), so that the workers finish together: with equal ranges,
+    one worker is left alone with the last one, for half a range's time on average.
 
     ``source`` is a path, or the descriptor of a regular file opened for reading (opened
     once by the caller, or standard input redirected from a file): ranges then start at
@@ -208,7 +214,10 @@ def file_ranges(source: str | int, size: int = BLOCK_BYTES
         if os.pread(fd, len(BOM), start) == BOM:
             start += len(BOM)
         while start < total:
-            end = min(start + size, total)
+            want = size
+            if workers > 1:
+                want = min(size, max(tail, (total - start) // (2 * workers)))
+            end = min(start + want, total)
             while end < total:
                 piece = os.pread(fd, 8192, end)
                 if not piece:
@@ -329,24 +338,26 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     if fork:
         gc.freeze()  # forked workers then never touch (so never copy) the parent's objects
     try:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
-                                 initializer=_init_worker, initargs=(spec, os.getpid())) as pool:
-            try:
-                for n, (block, *where) in enumerate(tasks):
-                    slot = None
-                    if slots is not None:
-                        slot = n % slots.count
-                        if block is not None and slots.put(slot, _Slots.IN, block):
-                            block, where = None, [None, 0, len(block)]
-                    pending.append(pool.submit(_work, block, *where, slot=slot))
-                    if len(pending) >= IN_FLIGHT * workers:
-                        done(pending.popleft())
-                while pending:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
+                                   initializer=_init_worker, initargs=(spec, os.getpid()))
+        try:
+            for n, (block, *where) in enumerate(tasks):
+                slot = None
+                if slots is not None:
+                    slot = n % slots.count
+                    if block is not None and slots.put(slot, _Slots.IN, block):
+                        block, where = None, [None, 0, len(block)]
+                pending.append(pool.submit(_work, block, *where, slot=slot))
+                if len(pending) >= IN_FLIGHT * workers:
                     done(pending.popleft())
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
+            while pending:
+                done(pending.popleft())
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True)
+            raise
+        pool.shutdown(wait=False)  # every result is in: workers exit as the output is published
     except BrokenProcessPool:
         raise PseudonymError("a worker process stopped (it could not load the policy or the "
                              "key, or it was killed); no output was published") from None

@@ -157,15 +157,35 @@ def test_stream_blocks_hold_whole_lines_of_about_the_size_asked(lines, size, mos
     assert len(blocks) <= -(-len(raw) // size) + 1
 
 
-@given(lines_st, st.integers(1, 50), st.booleans(), st.booleans())
-def test_file_ranges_hold_whole_lines(tmp_path_factory, lines, size, final_newline, bom):
+@given(lines_st, st.integers(1, 50), st.booleans(), st.booleans(), st.integers(0, 3),
+       st.integers(1, 20))
+def test_file_ranges_hold_whole_lines(tmp_path_factory, lines, size, final_newline, bom,
+                                      workers, tail):
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     path = tmp_path_factory.mktemp("ranges") / "in.jsonl"
     path.write_bytes((BOM if bom else b"") + data)
     raw = path.read_bytes()
-    ranges = [(start, end) for _, _, start, end in file_ranges(str(path), size)]
+    ranges = [(start, end) for _, _, start, end in file_ranges(str(path), size, workers, tail)]
     assert b"".join(raw[a:b] for a, b in ranges) == raw.removeprefix(BOM)
     assert all(raw[b - 1:b] == b"\n" for _, b in ranges[:-1])
+
+
+def test_file_ranges_shrink_towards_the_end_so_that_workers_finish_together(tmp_path):
+    """With equal ranges, one worker is left alone with the last one while the others
+    wait; shrinking ranges leave it at most a small one."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes((b"x" * 99 + b"\n") * 2000)
+
+    def sizes(*args, **kw):
+        return [end - start for _, _, start, end in file_ranges(str(path), *args, **kw)]
+
+    plain = sizes(10_000)
+    assert len(set(plain[:-1])) == 1 and plain[0] >= 10_000
+    shared = sizes(10_000, workers=2, tail=1_000)
+    assert sum(shared) == sum(plain) == 200_000
+    assert shared[0] == plain[0] and shared == sorted(shared[:-1], reverse=True) + shared[-1:]
+    assert all(1_000 <= s <= 1_100 for s in shared[-3:-1])
+    assert len(shared) < 2 * len(plain)
 
 
 def test_stdin_and_gzip_input_go_through_the_parent(tmp_path, big_input):
@@ -186,8 +206,8 @@ from pseudonym import cli
 def refuse(*args):
     raise AssertionError("the main process read standard input")
 
-def growing(source, *args):  # the file grows once the first range is handed out
-    for n, task in enumerate(real(source, *args)):
+def growing(source, *args, **kw):  # the file grows once the first range is handed out
+    for n, task in enumerate(real(source, *args, **kw)):
         yield task
         if n == 0 and sys.argv[1]:
             with open(sys.argv[1], "ab") as f:
