@@ -338,26 +338,24 @@ def run_parallel(plan: Plan, spec: WorkerSpec, tasks: Iterator[tuple], workers: 
     if fork:
         gc.freeze()  # forked workers then never touch (so never copy) the parent's objects
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
-                                   initializer=_init_worker, initargs=(spec, os.getpid()))
-        try:
-            for n, (block, *where) in enumerate(tasks):
-                slot = None
-                if slots is not None:
-                    slot = n % slots.count
-                    if block is not None and slots.put(slot, _Slots.IN, block):
-                        block, where = None, [None, 0, len(block)]
-                pending.append(pool.submit(_work, block, *where, slot=slot))
-                if len(pending) >= IN_FLIGHT * workers:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork" if fork else "spawn"),
+                                 initializer=_init_worker, initargs=(spec, os.getpid())) as pool:
+            try:
+                for n, (block, *where) in enumerate(tasks):
+                    slot = None
+                    if slots is not None:
+                        slot = n % slots.count
+                        if block is not None and slots.put(slot, _Slots.IN, block):
+                            block, where = None, [None, 0, len(block)]
+                    pending.append(pool.submit(_work, block, *where, slot=slot))
+                    if len(pending) >= IN_FLIGHT * workers:
+                        done(pending.popleft())
+                while pending:
                     done(pending.popleft())
-            while pending:
-                done(pending.popleft())
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            pool.shutdown(wait=True)
-            raise
-        pool.shutdown(wait=False)  # every result is in: workers exit as the output is published
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
     except BrokenProcessPool:
         raise PseudonymError("a worker process stopped (it could not load the policy or the "
                              "key, or it was killed); no output was published") from None

@@ -111,6 +111,20 @@ def test_spawned_workers_rebuild_the_same_plan(monkeypatch):
     assert stats.read == stats.written == 600
 
 
+def test_a_finished_run_leaves_no_worker_process_behind(monkeypatch):
+    """Workers are reaped before the run returns: nothing outlives the command, and its
+    CPU time (``time``, rusage) counts theirs."""
+    import multiprocessing
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    policy, keys = Policy.load(POLICY), KeyRing.from_env()
+    data = (EXAMPLES / "traces.jsonl").read_bytes() * 50
+    spec = WorkerSpec(POLICY, policy.sha256, None, tuple(keys.key_ids))
+    before = set(multiprocessing.active_children())
+    run_parallel(compile_plan(policy, keys), spec, stream_blocks(io.BytesIO(data), 4000), 2,
+                 io.BytesIO().write, RunStats())
+    assert set(multiprocessing.active_children()) <= before
+
+
 lines_st = st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30)
 
 
