@@ -162,12 +162,12 @@ def _anonymise(a: argparse.Namespace) -> int:
         if run is not None:
             run.finish(stats, status)
 
+    direct = a.output in (None, "-")
     try:
         try:
             src = open_input(a.input)
         except OSError as e:
             raise StreamError(f"{a.input}: cannot read input ({e.strerror})") from None
-        direct = a.output in (None, "-")
         try:
             with src, AtomicOutput(a.output, precompressed=a.workers > 1) as out:
                 direct = out.direct
@@ -214,7 +214,12 @@ def _anonymise(a: argparse.Namespace) -> int:
                                   "output is incomplete") from None
             raise StreamError(f"{a.output}: cannot write output ({e.strerror}); no output "
                               "file was published") from None
-    except (KeyboardInterrupt, BrokenPipeError):
+    except KeyboardInterrupt:
+        status = "interrupted"
+        if direct:  # what was written before the signal has gone to its reader
+            raise _Interrupted("interrupted; the output is incomplete") from None
+        raise
+    except BrokenPipeError:
         status = "interrupted"
         raise
     finally:
@@ -376,8 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PseudonymError as e:
         err(str(e))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        err("interrupted; no output file was published")
+    except KeyboardInterrupt as e:
+        err(str(e) or "interrupted; no output file was published")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _quiet_stdout()
@@ -403,6 +408,10 @@ def _quiet_stdout() -> None:
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+class _Interrupted(KeyboardInterrupt):
+    """An interruption that says what became of the output."""
 
 
 class _ClosedOutput(io.RawIOBase):

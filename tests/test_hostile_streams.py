@@ -4,6 +4,7 @@ so a broken run never publishes a file; the audit log says how the run ended."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -11,6 +12,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,6 +137,30 @@ def test_interrupted_run_publishes_nothing_and_is_audited(work, sig):
     assert entry["status"] == "interrupted"
     # The signal may land between reading a record and writing it, never after the end.
     assert entry["records"]["written"] <= entry["records"]["read"] <= 1000
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_interrupted_run_into_a_pipe_says_its_output_is_incomplete(work, workers):
+    """Written in place (standard output, a pipe), part of the output has reached its
+    reader before the signal: the message says so, not that nothing was published."""
+    p = subprocess.Popen(cmd(work, "--workers", workers), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+    data = (work / "in.jsonl").read_bytes()
+
+    def feed() -> None:  # more than the pipes hold; the input then stays open
+        with contextlib.suppress(BrokenPipeError):
+            p.stdin.write(data)
+            p.stdin.flush()
+
+    threading.Thread(target=feed, daemon=True).start()
+    assert p.stdout.readline().startswith(b'{"n":')  # delivered
+    p.send_signal(signal.SIGINT)
+    p.stdout.read()
+    stderr = p.stderr.read()
+    assert p.wait(timeout=60) == 130
+    assert stderr == b"pseudonym: interrupted; the output is incomplete\n"
+    assert only_entry(work)["status"] == "interrupted"
 
 
 def start_with_workers(work: Path) -> tuple[subprocess.Popen, list[int]]:
