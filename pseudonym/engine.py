@@ -63,6 +63,27 @@ def _typed(v: Any) -> tuple[str, Any]:
     return _KINDS[type(v)], v
 
 
+def identifying(rule: Any) -> bool:
+    """Whether a rule's values are the record's own identifiers, which record-aware
+    actions (scrub, url) remove wherever else the record holds them."""
+    if rule.identifying is not None:
+        return bool(rule.identifying)
+    return REGISTRY[rule.action].identifies is not None
+
+
+def gatherer(policy: Policy) -> Gatherer:
+    """What finds a record's own identifiers: the identifying rules' places (no key
+    needed, so that ``check`` can ask it too)."""
+    sources = []
+    for rule in policy.rules:
+        if identifying(rule):
+            rp = rule.parsed_path
+            extract = REGISTRY[rule.action].identifies or scalar_identifiers
+            for steps in rp.alternatives or (None,):
+                sources.append((steps, rp.expr, _condition(rule.when), extract))
+    return Gatherer(sources)
+
+
 class Plan:
     """A policy compiled with its keys: what ``anonymise`` runs per record."""
 
@@ -71,7 +92,6 @@ class Plan:
         self.keys = keys
         ctx = BuildContext(policy.domain, keys)
         rules = []
-        sources = []
         for i, (rule, opts) in enumerate(zip(policy.rules, policy.options, strict=True), 1):
             act = REGISTRY[rule.action]
             rp = rule.parsed_path
@@ -79,19 +99,12 @@ class Plan:
                               _condition(rule.when), rp.alternatives, rp.expr,
                               act.record_aware, act.decode)
             rules.append(cr)
-            identifying = rule.identifying
-            if identifying is None:
-                identifying = act.identifies is not None
-            if identifying:
-                extract = act.identifies or scalar_identifiers
-                for steps in rp.alternatives or (None,):
-                    sources.append((steps, rp.expr, cr.cond, extract))
         self.rules = rules
         self.key_uses = sorted(ctx.key_uses)
         self.tree = Tree(rules)
         self.mode = UNMATCHED_MODE[policy.model.unmatched]
         self.record_aware = any(r.record_aware for r in rules)
-        self.gather = Gatherer(sources)
+        self.gather = gatherer(policy)
 
     def apply(self, record: Any, hits: list) -> dict[str, Any]:
         """The treated copy of one record; raises RecordError (without a position)."""

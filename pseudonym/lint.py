@@ -17,7 +17,8 @@ from typing import Any, Literal
 import yaml
 
 from .actions import REGISTRY
-from .catalogue import entries, formats_of
+from .catalogue import PLACEHOLDER, entries, formats_of
+from .engine import gatherer
 from .fields import Tracer, decision_at, overlaps, reachable
 from .paths import KEY
 from .policy import Policy
@@ -37,6 +38,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "unmatched-keep": ("warning", "GDPR Art. 25(2) (data protection by default)"),
     "identifier-kept": ("error", f"GDPR Art. 4(5), Art. 25(1); {EDPB}"),
     "identifying-false": ("error", f"GDPR Art. 4(5), Art. 25(1); {EDPB}"),
+    "identifier-not-identifying": ("error", f"GDPR Art. 4(5), Art. 25(1); {EDPB}"),
     "free-text-kept": ("warning", "GDPR Art. 5(1)(c) (data minimisation)"),
     "encrypt-without-reidentification": ("error", f"GDPR Art. 5(1)(c), Art. 25(2); {EDPB}"),
     "hash-with-reidentification": ("warning", f"GDPR Art. 25(1); {EDPB}"),
@@ -105,9 +107,20 @@ def lint(policy: Policy) -> list[Finding]:
     top = {alt[0].value for r in policy.rules if r.parsed_path.alternatives
            for alt in r.parsed_path.alternatives if alt and alt[0].kind == KEY}
     reported: set[tuple[str, int | None]] = set()
+    gather = gatherer(policy) if any(REGISTRY[r.action].record_aware
+                                     for r in policy.rules) else None
+    unknown: dict[int | None, list[str]] = {}
     for e in entries(formats_of({str(t) for t in top})):
-        d = decision_at(tracer.decide(e.record()), e.loc)
-        if d is None or d.treatment != "keep" or (e.path, d.rule) in reported:
+        record = e.record()
+        d = decision_at(tracer.decide(record), e.loc)
+        if d is None or (e.path, d.rule) in reported:
+            continue
+        if d.treatment != "keep":
+            if (gather is not None and e.kind == "direct" and d.treatment != "reject"
+                    and not _flagged_false(policy, d.rule)
+                    and not any(PLACEHOLDER in v for v in gather(record))):
+                reported.add((e.path, d.rule))
+                unknown.setdefault(d.rule, []).append(e.path)
             continue
         reported.add((e.path, d.rule))
         by = f"rule {d.rule} keeps it" if d.rule else "unmatched: keep keeps it"
@@ -118,6 +131,17 @@ def lint(policy: Policy) -> list[Finding]:
             add("free-text-kept", f"{e.path} ({e.label}) is free text and {by} without "
                 "scrubbing; drop it unless the purpose needs it", rule=d.rule,
                 key="unmatched", path=e.path)
+
+    for rule, paths in unknown.items():
+        by = (f"rule {rule} ({policy.rules[rule - 1].action})" if rule else
+              f"unmatched: {m.unmatched}")
+        fix = (f"mark rule {rule} identifying: true" if rule else
+               "name them in rules marked identifying: true (drop works)")
+        add("identifier-not-identifying", f"{by} treats direct identifiers that no "
+            f"identifying rule reaches ({', '.join(paths)}): scrub and url rules leave "
+            "their values in clear wherever else the record holds them (free text, URLs); "
+            f"{fix}, or treat them with agent or learner_id", rule=rule, key="unmatched",
+            path=policy.rules[rule - 1].path if rule else None)
 
     reid = bool(m.reidentification and m.reidentification.strip())
     has_encrypt = any(REGISTRY[r.action].reversible for r in policy.rules)
@@ -153,6 +177,14 @@ def lint(policy: Policy) -> list[Finding]:
             f"({lo.action} {lo.path}) both match {where}; rule {winner} wins there",
             rule=loser, path=lo.path)
     return sorted(out, key=lambda f: (f.severity != "error", f.rule or 0))
+
+
+def _flagged_false(policy: Policy, rule: int | None) -> bool:
+    """The rule is an identifying action marked identifying: false (its own finding)."""
+    if rule is None:
+        return False
+    r = policy.rules[rule - 1]
+    return r.identifying is False and REGISTRY[r.action].identifies is not None
 
 
 def _lines(policy: Policy) -> dict[Any, int]:

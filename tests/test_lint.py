@@ -6,9 +6,12 @@ import json
 
 import pytest
 
+from pseudonym import KeyRing, MasterKey, anonymise
 from pseudonym.lint import CODES, exit_status, lint
 from pseudonym.policy import Policy
 from tests.dpo_helpers import BAD, EXAMPLE, ROOT, run_cli
+
+KEYS = KeyRing([MasterKey.generate()])
 
 # bad policy -> codes it must raise
 EXPECTED = {
@@ -23,6 +26,7 @@ EXPECTED = {
     "overlapping-rules": {"overlapping-rules"},
     "unreachable-rule": {"unreachable-rule"},
     "identifying-false": {"identifying-false"},
+    "identifier-not-identifying": {"identifier-not-identifying"},
 }
 
 
@@ -169,6 +173,33 @@ def test_identifying_false_on_an_identifier_names_rule_and_line():
     [f] = lint(Policy.load(BAD / "identifying-false.yaml"))
     assert (f.severity, f.rule, f.line, f.path) == ("error", 1, 12, "$.username")
     assert "identifying: false" in f.message and "url" in f.message
+
+
+def test_an_identifier_no_identifying_rule_reaches_is_an_error_until_marked(tmp_path):
+    """Hashed by a rule that is not identifying, a username stays in clear in the URLs
+    and free text that mention it; marked identifying: true, it is removed there too."""
+    [f] = lint(Policy.load(BAD / "identifier-not-identifying.yaml"))
+    assert (f.severity, f.rule, f.line, f.path) == ("error", 2, 16, "$.event.username")
+    assert "$.event.username" in f.message and "mark rule 2 identifying: true" in f.message
+    text = (BAD / "identifier-not-identifying.yaml").read_text()
+    event = {"username": "anne", "event": {"username": "jdupont42"},
+             "page": "https://lms.example.org/courses/course-v1:FUN+1+1/notes/jdupont42/"}
+    before = anonymise(event, Policy.from_text(text), keys=KEYS)
+    assert "jdupont42" in before["page"]
+    fixed = text.replace("    action: hash\n", "    action: hash\n    identifying: true\n")
+    assert lint(Policy.from_text(fixed)) == []
+    after = anonymise(event, Policy.from_text(fixed), keys=KEYS)
+    assert "jdupont42" not in json.dumps(after)
+
+
+def test_unnamed_identifiers_are_reported_once_for_unmatched(tmp_path):
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.username", "action": "learner_id", "why": "who"},
+        {"path": "$.page", "action": "url", "why": "where"}]})
+    [f] = [f for f in lint(policy) if f.code == "identifier-not-identifying"]
+    assert f.rule is None and "unmatched: drop" in f.message
+    assert "$.context.username" in f.message and "$.ip" in f.message
+    assert "identifier-not-identifying" not in {f.code for f in lint(Policy.load("edx"))}
 
 
 def test_identifying_false_on_agents_and_builtin_copies_is_an_error(tmp_path):
