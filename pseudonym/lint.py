@@ -47,6 +47,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "unreachable-rule": ("warning", "GDPR Art. 5(2), Art. 25(1)"),
 }
 
+REMOVERS = ("scrub", "url")
+"""The actions that remove the record's identifiers from the values they treat
+(``date_shift`` is record-aware too, but only reads whose record it is)."""
+
 _HEADER = [
     ("controller", "missing-controller", "no controller: say who the controller is"),
     ("dpo_contact", "missing-dpo-contact", "no dpo_contact: give a way to reach the DPO"),
@@ -107,8 +111,7 @@ def lint(policy: Policy) -> list[Finding]:
     top = {alt[0].value for r in policy.rules if r.parsed_path.alternatives
            for alt in r.parsed_path.alternatives if alt and alt[0].kind == KEY}
     reported: set[tuple[str, int | None]] = set()
-    gather = gatherer(policy) if any(REGISTRY[r.action].record_aware
-                                     for r in policy.rules) else None
+    gather = gatherer(policy) if any(r.action in REMOVERS for r in policy.rules) else None
     unknown: dict[int | None, list[str]] = {}
     for e in entries(formats_of({str(t) for t in top})):
         record = e.record()

@@ -202,6 +202,16 @@ def test_unnamed_identifiers_are_reported_once_for_unmatched(tmp_path):
     assert "identifier-not-identifying" not in {f.code for f in lint(Policy.load("edx"))}
 
 
+def test_date_shift_alone_does_not_ask_for_identifying_rules():
+    """date_shift is record-aware (it reads the learner) but removes no identifier from
+    text: a policy without scrub or url rules has nothing for identifying rules to serve."""
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.username", "action": "learner_id", "why": "who"},
+        {"path": "$.time", "action": "date_shift",
+         "options": {"learner": "$.username", "days": 30}, "why": "when"}]})
+    assert "identifier-not-identifying" not in {f.code for f in lint(policy)}
+
+
 def test_identifying_false_on_agents_and_builtin_copies_is_an_error(tmp_path):
     """The reviewer's case: the edx built-in with usernames marked not identifying."""
     edx = (ROOT / "pseudonym" / "policies" / "edx.yaml").read_text()
