@@ -282,6 +282,20 @@ def test_formats_are_preserved(policy, keys):
     assert anonymise(ipv6, policy, keys=keys)["ip"] == ""
 
 
+def test_a_payload_name_that_is_the_event_name_leaves_the_event_type(policy, keys):
+    """PDF textbook events repeat their event name in the payload's ``name``: not a
+    person's name, it must not be removed from event_type, name and page as one."""
+    tb = "textbook.pdf.page.navigatednext"
+    event = {**play_video(), "event_type": tb, "name": tb,
+             "event": json.dumps({"name": tb, "chapter": "/asset/ch1.pdf", "page": 3})}
+    out = anonymise(event, policy, keys=keys)
+    assert out["event_type"] == out["name"] == tb
+    assert "name" not in json.loads(out["event"])
+    new = anonymise({"name": tb, "data": {"name": tb, "page": 3},
+                     "context": {"username": USER, "path": "/event"}}, policy, keys=keys)
+    assert new["name"] == tb and new["data"] == {"page": 3}
+
+
 def test_same_learner_same_pseudonym_across_events(policy, keys):
     a = anonymise(play_video(), policy, keys=keys)
     b = anonymise(enrollment(), policy, keys=keys)
