@@ -19,8 +19,8 @@ import yaml
 from .actions import REGISTRY
 from .catalogue import PLACEHOLDER, entries, formats_of
 from .engine import gatherer
-from .fields import Tracer, decision_at, overlaps, reachable
-from .paths import KEY
+from .fields import Loc, Tracer, decision_at, overlaps, reachable
+from .paths import ANY, INDEX, KEY
 from .policy import Policy
 
 Severity = Literal["error", "warning"]
@@ -113,6 +113,7 @@ def lint(policy: Policy) -> list[Finding]:
     reported: set[tuple[str, int | None]] = set()
     gather = gatherer(policy) if any(r.action in REMOVERS for r in policy.rules) else None
     unknown: dict[int | None, list[str]] = {}
+    enclosing: set[int] = set()
     for e in entries(formats_of({str(t) for t in top})):
         record = e.record()
         d = decision_at(tracer.decide(record), e.loc)
@@ -124,6 +125,8 @@ def lint(policy: Policy) -> list[Finding]:
                     and not any(PLACEHOLDER in v for v in gather(record))):
                 reported.add((e.path, d.rule))
                 unknown.setdefault(d.rule, []).append(e.path)
+                if d.rule and not _names(policy.rules[d.rule - 1], e.loc):
+                    enclosing.add(d.rule)
             continue
         reported.add((e.path, d.rule))
         by = f"rule {d.rule} keeps it" if d.rule else "unmatched: keep keeps it"
@@ -138,8 +141,10 @@ def lint(policy: Policy) -> list[Finding]:
     for rule, paths in unknown.items():
         by = (f"rule {rule} ({policy.rules[rule - 1].action})" if rule else
               f"unmatched: {m.unmatched}")
-        fix = (f"mark rule {rule} identifying: true" if rule else
-               "name them in rules marked identifying: true (drop works)")
+        fix = (f"mark rule {rule} identifying: true" if rule and rule not in enclosing else
+               "name them in rules marked identifying: true (drop works" +
+               (f"; not rule {rule}: it encloses them, and every value in it would count "
+                "as an identifier)" if rule else ")"))
         add("identifier-not-identifying", f"{by} treats direct identifiers that no "
             f"identifying rule reaches ({', '.join(paths)}): scrub and url rules leave "
             "their values in clear wherever else the record holds them (free text, URLs); "
@@ -188,6 +193,15 @@ def _flagged_false(policy: Policy, rule: int | None) -> bool:
         return False
     r = policy.rules[rule - 1]
     return r.identifying is False and REGISTRY[r.action].identifies is not None
+
+
+def _names(rule: Any, loc: Loc) -> bool:
+    """The rule's path ends at ``loc`` itself, not at a value enclosing it (marked
+    identifying, such a rule would make every value under it an identifier)."""
+    return any(len(steps) == len(loc) and all(
+        s.kind == ANY or (s.kind in (KEY, INDEX) and s.value == p)
+        for s, p in zip(steps, loc, strict=True))
+        for steps in rule.parsed_path.alternatives or ())
 
 
 def _lines(policy: Policy) -> dict[Any, int]:

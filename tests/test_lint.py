@@ -202,6 +202,30 @@ def test_unnamed_identifiers_are_reported_once_for_unmatched(tmp_path):
     assert "identifier-not-identifying" not in {f.code for f in lint(Policy.load("edx"))}
 
 
+def test_a_rule_enclosing_identifiers_is_not_the_one_to_mark(tmp_path):
+    """Marked identifying, a rule dropping the whole payload would make every value in it
+    an identifier (a position 1 would erase /1/ from URLs): the finding asks for rules
+    naming the identifiers instead, and these are enough."""
+    rules = [{"path": "$.username", "action": "learner_id", "why": "who"},
+             {"path": "$.page", "action": "url", "why": "where"},
+             {"path": "$.event", "action": "drop", "why": "payload"},
+             {"path": "$['ip', 'context']", "action": "drop", "identifying": True,
+              "why": "the rest"}]
+    head = {"name": "t", "version": "1", "domain": "d"}
+    [f] = [f for f in lint(Policy.from_dict({**head, "rules": rules}))
+           if f.code == "identifier-not-identifying"]
+    assert f.rule == 3 and "mark rule 3" not in f.message
+    assert "name them in rules marked identifying: true" in f.message
+    assert "not rule 3: it encloses them" in f.message
+    named = {"path": "$.event['username', 'user_id', 'email']", "action": "drop",
+             "identifying": True, "why": "who, in the payload"}
+    fixed = Policy.from_dict({**head, "rules": [*rules, named]})
+    assert "identifier-not-identifying" not in {f.code for f in lint(fixed)}
+    event = {"username": "anne", "event": {"username": "jdupont", "chapter": 1},
+             "page": "https://lms.example.org/courses/c/chapter/1/jdupont/"}
+    assert anonymise(event, fixed, keys=KEYS)["page"].endswith("/chapter/1/_user_/")
+
+
 def test_date_shift_alone_does_not_ask_for_identifying_rules():
     """date_shift is record-aware (it reads the learner) but removes no identifier from
     text: a policy without scrub or url rules has nothing for identifying rules to serve."""
