@@ -2,9 +2,9 @@
 each objection rests on (GDPR article or EDPB Guidelines 01/2025 on pseudonymisation).
 
 Errors are treatments that expose data the policy should protect (an identifier kept in
-clear, here or, through ``identifying: false``, in the free text and URLs that mention it,
-a reversible pseudonym nobody declared a need for); warnings are gaps in what the
-policy documents or rules that do not do what they seem to.
+clear, here or, through ``identifying: false`` or no identifying rule reaching it, in the
+free text and URLs that mention it, a reversible pseudonym nobody declared a need for);
+warnings are gaps in what the policy documents or rules that do not do what they seem to.
 """
 
 from __future__ import annotations
