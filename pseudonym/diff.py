@@ -20,10 +20,9 @@ from typing import Any
 from .actions import REGISTRY
 from .actions.keyed import _B32_DEFAULT, _HEX_DEFAULT
 from .catalogue import PLACEHOLDER, Entry, entries, formats_of
-from .engine import Plan
+from .engine import gatherer
 from .explain import treatment
 from .fields import Tracer, decision_at
-from .keys import KeyRing
 from .paths import KEY
 from .policy import Policy
 from .render import Doc
@@ -116,11 +115,6 @@ def _describe(r: _Rule, other: _Rule | None) -> str:
     return "; ".join([treatment(r.action, r.options), *words])
 
 
-def _gathered(p: Policy) -> Any:
-    """The record's identifiers as the engine gathers them (key unused: nothing runs)."""
-    return Plan(p, KeyRing.generate()).gather
-
-
 def _fate(p: Policy, tracer: Tracer, e: Entry) -> str:
     d = decision_at(tracer.decide(e.record()), e.loc)
     if d is None:
@@ -179,7 +173,7 @@ def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
                 if alt and alt[0].kind == KEY:
                     top.add(str(alt[0].value))
     to, tn = Tracer(old), Tracer(new)
-    go, gn = _gathered(old), _gathered(new)
+    go, gn = gatherer(old), gatherer(new)
     rows = []
     shown: set[tuple[str, str, str]] = set()
     for e in entries(formats_of(top)):
