@@ -20,7 +20,7 @@ from typing import Any
 from .actions import REGISTRY
 from .actions.keyed import _B32_DEFAULT, _HEX_DEFAULT
 from .catalogue import PLACEHOLDER, Entry, entries, formats_of
-from .engine import gatherer
+from .engine import gatherer, identifying
 from .explain import treatment
 from .fields import Tracer, decision_at
 from .paths import KEY
@@ -54,9 +54,7 @@ class _Rule:
 def _rules(p: Policy) -> dict[str, _Rule]:
     out: dict[str, _Rule] = {}
     for i, (r, o) in enumerate(zip(p.rules, p.options, strict=True), 1):
-        nature = REGISTRY[r.action].identifies is not None
-        ident = nature if r.identifying is None else r.identifying
-        out.setdefault(_key(r), _Rule(i, r.action, o.model_dump(), ident, r.why or ""))
+        out.setdefault(_key(r), _Rule(i, r.action, o.model_dump(), identifying(r), r.why or ""))
     return out
 
 

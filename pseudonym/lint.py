@@ -159,7 +159,7 @@ def lint(policy: Policy) -> list[Finding]:
             add("encrypt-without-reidentification", f"{r.path} is made reversible ({r.action}) but "
                 "the policy declares no need for re-identification (reidentification:); "
                 "use hash, or state who may re-identify and why", rule=i, path=r.path)
-        if r.identifying is False and REGISTRY[r.action].identifies is not None:
+        if _flagged_false(policy, i):
             add("identifying-false", f"{r.path} ({r.action}) holds identifiers but is marked "
                 "identifying: false, so scrub and url rules leave its values in clear "
                 "wherever else the record holds them (free text, URLs); remove "
