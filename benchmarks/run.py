@@ -32,6 +32,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,21 +105,32 @@ def run_measured(cmd: list[str], *, stdin=None, stdout=subprocess.DEVNULL,
     """Wall seconds, CPU seconds (user + system, children included) and peak RSS (MB,
     summed over the process and its children) of a command; fails on a non-zero exit.
 
-    The peak is each process's own high-water mark (VmHWM), read every 20 ms: exact for
-    memory that stays in use, blind only to a rise in the last 20 ms of a process.
-    (``ru_maxrss`` would not do: it carries the launching process's peak across exec.)
+    The wall time ends when the process exits (a blocking wait, not a poll, which would
+    add up to a polling period to every run). The peak is each process's own high-water
+    mark (VmHWM), read every 20 ms by a thread: exact for memory that stays in use, blind
+    only to a rise in the last 20 ms of a process. (``ru_maxrss`` would not do: it carries
+    the launching process's peak across exec.)
     """
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, env=env)
     peaks: dict[int, int] = {}
-    while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        for child in _tree(p.pid):
-            peaks[child] = max(peaks.get(child, 0), _hwm_kb(child))
-        time.sleep(0.02)
+    exited = threading.Event()
+
+    def sample() -> None:
+        while True:
+            for child in _tree(p.pid):
+                peaks[child] = max(peaks.get(child, 0), _hwm_kb(child))
+            if exited.wait(0.02):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    # Exited but not reaped: until wait4 below, its pid cannot name another process.
+    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
     wall = time.perf_counter() - t0
+    exited.set()
+    sampler.join()
+    _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"benchmark command failed ({p.returncode}): {' '.join(cmd)}")
