@@ -4,6 +4,8 @@ Paths made of named keys, ``[*]``/``.*`` (every member of an object or array), i
 ``[0]``, unions ``['a','b']`` and recursive descent ``..`` become step sequences that the
 compiled plan follows with dict look-ups. Anything else (filters, slices, negative
 indices) stays a jsonpath-ng expression, evaluated per record: correct but slower.
+Named operators and arithmetic, which find computed values rather than fields, are
+refused.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from itertools import product
 from typing import Any
 
 from jsonpath_ng import jsonpath as jp
+from jsonpath_ng.ext.filter import Filter
 from jsonpath_ng.ext.parser import ExtendedJsonPathParser
 
 KEY, INDEX, ANY, DESCEND = "key", "index", "any", "descend"
@@ -23,8 +26,16 @@ _WILDCARD = getattr(jp, "Wildcard", None)
 """jsonpath-ng >= 1.7 parses ``[*]`` and ``.*`` as ``Wildcard``, older ones as fields."""
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
+    _UNION = getattr(jp, "_Union", None) or getattr(jp, "Union", None)
     _INTERSECT = getattr(jp, "_Intersect", None) or getattr(jp, "Intersect", None)
 """What jsonpath-ng parses ``&`` into but cannot evaluate (deprecated, going in 2.0)."""
+_JOINS = (jp.Child, jp.Descendants, _UNION)
+_WHERE = (jp.Where, getattr(jp, "WhereNot", jp.Where))
+_FIELDS = {jp.Root, jp.This, jp.Fields, jp.Index, jp.Slice, Filter, _WILDCARD}
+"""What a path's locations may be made of. jsonpath-ng's named operators (`sorted`,
+sorting ``[/x]``, `len`, `keys`, `str()`, `sub()`, `split()`, `parent`) and arithmetic
+yield computed values or locations the plan cannot name: a sorted copy read as the
+record itself, so ``keep`` on ``$.a[/b]`` kept the whole record."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,10 @@ def _parse_cached(text: str) -> RulePath:
     if _INTERSECT is not None and _has(expr, _INTERSECT):
         raise ValueError("'&' (intersection) is not supported: jsonpath-ng parses it but "
                          "cannot evaluate it")
+    if _computed(expr):
+        raise ValueError("named operators (`sorted`, [/x], `len`, `keys`, `parent`, `str()`, "
+                         "`sub()`, `split()`) and arithmetic are not supported: a rule path "
+                         "must name fields of the record")
     try:
         alts = tuple(tuple(s) for s in _steps(expr))
     except Dynamic:
@@ -99,6 +114,17 @@ def _has(e: Any, kind: type) -> bool:
     if type(e).__module__.startswith("jsonpath_ng") and hasattr(e, "__dict__"):
         return any(_has(v, kind) for v in vars(e).values())
     return False
+
+
+def _computed(e: Any) -> bool:
+    """Whether a location the path finds may be something else than a field (filter
+    conditions and ``where``'s right side only test, so they may use anything)."""
+    t = type(e)
+    if t in _JOINS:
+        return _computed(e.left) or _computed(e.right)
+    if t in _WHERE:
+        return _computed(e.left)
+    return t not in _FIELDS
 
 
 def _steps(e: Any) -> list[list[Step]]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pseudonym import Policy, PolicyError
+from pseudonym import Policy, PolicyError, anonymise
 from pseudonym.actions import REGISTRY
 from pseudonym.policy import json_schema
 
@@ -65,6 +65,24 @@ def test_jsonpath_that_jsonpath_ng_cannot_evaluate_is_a_load_error(tmp_path, pat
     with pytest.raises(PolicyError) as e:
         Policy.load(write(tmp_path, text))
     assert e.value.rule == 2 and e.value.field == "path"
+
+
+@pytest.mark.parametrize("path", ["$.scores[/raw]", "$.scores.`sorted`", "$.a.`parent`",
+                                  "$.a.`len`", "$.a.`keys`", "$.a.`str()`", "$.a * 2"])
+def test_jsonpath_named_operators_are_a_load_error(tmp_path, path):
+    """A sorted copy was read as the record itself: keep on $.scores[/raw] kept the whole
+    record, free text and addresses included, under unmatched: drop."""
+    text = GOOD + f"  - path: {path!r}\n    action: keep\n"
+    with pytest.raises(PolicyError) as e:
+        Policy.load(write(tmp_path, text))
+    assert e.value.rule == 2 and e.value.field == "path" and "not supported" in str(e.value)
+
+
+def test_jsonpath_named_operators_may_test_in_filters():
+    p = Policy.from_dict({"name": "p", "version": "1", "domain": "d", "rules": [
+        {"path": "$.a[?(@.tags.`len` > 1)].n", "action": "redact"}]})
+    rec = {"a": [{"tags": [1], "n": "x"}, {"tags": [1, 2], "n": "y"}]}
+    assert anonymise(rec, p) == {"a": [{"n": "[REDACTED]"}]}
 
 
 def test_unknown_action_lists_known_ones(tmp_path):
