@@ -8,7 +8,8 @@ while an actor, instructor, authority or group member without ``objectType`` is 
 so that rules with ``when`` conditions are judged as the engine would apply them.
 
 Sources: the xAPI 1.0.3 specification (Agent and Group inverse functional identifiers
-``mbox``, ``mbox_sha1sum``, ``openid``, ``account``; ``name``; ``result.response``) and the
+``mbox``, ``mbox_sha1sum``, ``openid``, ``account``; ``name``; ``result.response``; a
+SubStatement object holds its own actor, object, context and result) and the
 Open edX tracking log format (common fields ``username``, ``ip``, ``context.user_id``,
 ``agent``; forum and problem event payloads).
 """
@@ -104,7 +105,20 @@ XAPI: list[Entry] = [
              {("context", "team"): {"objectType": "Group"}}),
     *_agents(("authority",), "authority", {("authority",): {"objectType": "Agent"}}),
     *_agents(("authority",), f"authority {_UNTYPED}", {}),
+    *_agents(("object", "actor"), "actor of a sub-statement",
+             {("object",): {"objectType": "SubStatement"},
+              ("object", "actor"): {"objectType": "Agent"}}),
+    *_agents(("object", "actor"), f"actor of a sub-statement {_UNTYPED}",
+             {("object",): {"objectType": "SubStatement"}}),
+    *_agents(("object", "object"), "object of a sub-statement that is a person",
+             {("object",): {"objectType": "SubStatement"},
+              ("object", "object"): {"objectType": "Agent"}}),
+    *_agents(("object", "context", "instructor"), f"instructor of a sub-statement {_UNTYPED}",
+             {("object",): {"objectType": "SubStatement"}}),
     Entry("xapi", ("result", "response"), "free_text", "learner's response (may be free text)"),
+    Entry("xapi", ("object", "result", "response"), "free_text",
+          "response in a sub-statement (may be free text)",
+          {("object",): {"objectType": "SubStatement"}}),
 ]
 
 EDX: list[Entry] = [

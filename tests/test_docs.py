@@ -80,7 +80,7 @@ def test_site_builds_strict(tmp_path):
 def test_policy_page_is_explain_plus_check():
     from tests.dpo_helpers import BAD, EXAMPLE
     page = docgen.policy_page(str(EXAMPLE))
-    assert "## Policy video-research, version 1.0" in page
+    assert "## Policy video-research, version 1.1" in page
     assert "### Treatment of each field" in page and "- no finding." in page
     bad = docgen.policy_page(str(BAD / "free-text.yaml"))
     assert "**warning** `free-text-kept` (rule 1)" in bad

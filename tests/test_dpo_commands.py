@@ -182,11 +182,11 @@ def test_audit_report(tmp_path):
     assert r.returncode == 0, r.stderr
     md = r.stdout.decode()
     assert "The log verifies: intact: 4 entries" in md
-    row = next(line for line in md.splitlines() if line.startswith("| `video-research` 1.0"))
+    row = next(line for line in md.splitlines() if line.startswith("| `video-research` 1.1"))
     cells = [c.strip() for c in row.split("|")]
     assert cells[5:10] == ["3 (3 completed)", str(3 * n + 1), str(3 * n), "1",
                            "invalid-json: 1"]
-    assert "| lookup | `video-research` 1.0 |" in md and "DSR-7 erasure" in md
+    assert "| lookup | `video-research` 1.1 |" in md and "DSR-7 erasure" in md
     html = run_cli("audit", "report", str(audit), "--format", "html").stdout.decode()
     assert "<h2>Lookups and re-identifications</h2>" in html
     lines = audit.read_text().splitlines()

@@ -75,6 +75,24 @@ def test_condition_on_object_type_protects_agent_objects():
     assert "$.object.mbox" not in {f.path for f in lint(safe)}
 
 
+def test_sub_statement_agents_are_known_identifiers():
+    """A SubStatement object holds its own actor: keep on $.object kept its e-mail address
+    in clear, and check (the shipped example policy too) said nothing."""
+    base = {"name": "t", "version": "1", "domain": "d"}
+    persons = {"path": "$.object", "action": "drop", "when": {"objectType": ["Agent", "Group"]}}
+    unsafe = Policy.from_dict({**base, "rules": [persons, {"path": "$.object", "action": "keep"}]})
+    sub = {"objectType": "SubStatement", "actor": {"mbox": "mailto:ada@example.org"},
+           "verb": {"id": "v"}, "object": {"id": "a"}}
+    assert anonymise({"object": sub}, unsafe)["object"]["actor"] == sub["actor"]
+    found = {f.path for f in lint(unsafe) if f.code == "identifier-kept"}
+    assert {"$.object.actor.mbox", "$.object.object.mbox",
+            "$.object.context.instructor.mbox"} <= found
+    safe = Policy.from_dict({**base, "rules": [
+        {**persons, "when": {"objectType": ["Agent", "Group", "SubStatement"]}},
+        {"path": "$.object", "action": "keep"}]})
+    assert not [f for f in lint(safe) if f.code == "identifier-kept"]
+
+
 def test_overlap_reports_winner():
     [f] = [f for f in lint(Policy.load(BAD / "overlapping-rules.yaml"))
            if f.code == "overlapping-rules"]
