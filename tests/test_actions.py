@@ -169,6 +169,16 @@ def test_generalise_numbers_into_buckets():
     assert [by_bounds(v) for v in (12, 18, 30, 70)] == ["<18", "18-25", "25-65", ">=65"]
 
 
+def test_generalise_by_decimal_width_puts_bounds_in_their_own_bucket():
+    """In binary, 0.3 / 0.1 is 2.9999999999999996: a scaled score of 0.3 went to the
+    bucket of 0.2, and 0.6 with width 0.2 to that of 0.4."""
+    tenths = build("generalise", kind="number", width=0.1)
+    assert [tenths(v) for v in (0.3, 0.6, 0.7, 0.75, 1, -0.3)] == [0.3, 0.6, 0.7, 0.7, 1, -0.3]
+    assert build("generalise", kind="number", width=0.2)(0.6) == 0.6
+    shifted = build("generalise", kind="number", width=0.1, origin=0.05)
+    assert [shifted(v) for v in (0.35, 0.34)] == [0.35, 0.25]
+
+
 def test_generalise_wrong_type_rejects_the_record_without_echoing_it():
     p = make_policy([{"path": "$.t", "action": "generalise",
                       "options": {"kind": "timestamp", "unit": "day"}}])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from datetime import UTC, datetime
+from fractions import Fraction
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -56,6 +57,13 @@ class GeneraliseOptions(Options):
 
 def _num(x: float) -> int | float:
     return int(x) if float(x).is_integer() else x
+
+
+def _decimal(x: float) -> Fraction:
+    """A number as its JSON text says it: buckets are counted in decimal, since in binary
+    0.3 / 0.1 is 2.9999999999999996, which put 0.3 in the bucket of 0.2 (and 0.7 in that
+    of 0.6000000000000001)."""
+    return Fraction(repr(x)) if type(x) is float else Fraction(x)
 
 
 def _timestamp(unit: str):
@@ -116,12 +124,16 @@ def _number(width: float | None, origin: float, bounds: list[float] | None):
         return True
 
     if width is not None:
+        w, o = _decimal(width), _decimal(origin)
+
         def by_width(value: Any) -> Any:
             if value is None:
                 return None
             check(value)
             try:
-                return _num(math.floor((value - origin) / width) * width + origin)
+                if not math.isfinite((value - origin) / width):
+                    raise OverflowError
+                return _num(float(math.floor((_decimal(value) - o) / w) * w + o))
             except (OverflowError, ValueError):  # beyond a double, or an infinite bucket
                 raise ActionError("number too large to bucket") from None
         return by_width
