@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from .actions import REGISTRY
+from .actions.generalise import _num
 from .engine import anonymise
 from .fields import Decision, Loc, Tracer, decision_at, get, loc_text
 from .keys import KeyRing
@@ -48,8 +49,9 @@ def treatment(action: str, opts: Any) -> str:
                    f"IPv6 /{o['ipv6_prefix']})"
         if o.get("bounds"):
             return "number replaced by its bucket (bounds " + \
-                ", ".join(f"{b:g}" for b in o["bounds"]) + ")"
-        return f"number rounded down to a multiple of {o['width']:g}"
+                ", ".join(str(_num(b)) for b in o["bounds"]) + ")"
+        start = f"{_num(o['origin'])} plus " if o["origin"] else ""
+        return f"number rounded down to {start}a multiple of {_num(o['width'])}"
     a = REGISTRY.get(action)
     first = a.summary.split(". ")[0].split(" (")[0].rstrip(".") if a is not None else action
     defaults = {}

@@ -57,6 +57,21 @@ def test_explain_markdown_rows_follow_rules():
     assert "any other field" in md and "removed (allow-list" in md
 
 
+def test_explain_states_number_buckets_exactly():
+    """The signed document said 1.23457e+06 for a bound of 1234567, and "a multiple of 10"
+    for buckets starting at 5 (17 becomes 15)."""
+    from pseudonym.explain import explain
+    from pseudonym.policy import Policy
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.d", "action": "generalise",
+         "options": {"kind": "number", "bounds": [60, 1234567]}},
+        {"path": "$.a", "action": "generalise",
+         "options": {"kind": "number", "width": 10, "origin": 5}}]})
+    md = explain(policy).render("md")
+    assert "bounds 60, 1234567)" in md
+    assert "number rounded down to 5 plus a multiple of 10" in md
+
+
 def test_explain_sample_attributes_changes(tmp_path):
     r = run_cli("explain", str(EXAMPLE), "--sample", str(TRACES), env=key_env())
     assert r.returncode == 0
