@@ -9,9 +9,9 @@ so that rules with ``when`` conditions are judged as the engine would apply them
 
 Sources: the xAPI 1.0.3 specification (Agent and Group inverse functional identifiers
 ``mbox``, ``mbox_sha1sum``, ``openid``, ``account``; ``name``; ``result.response``; a
-SubStatement object holds its own actor, object, context and result) and the
-Open edX tracking log format (common fields ``username``, ``ip``, ``context.user_id``,
-``agent``; forum and problem event payloads).
+SubStatement object holds its own actor, object, context and result), xAPI 2.0's
+context agents and groups, and the Open edX tracking log format (common fields
+``username``, ``ip``, ``context.user_id``, ``agent``; forum and problem event payloads).
 """
 
 from __future__ import annotations
@@ -103,6 +103,12 @@ XAPI: list[Entry] = [
               ("context", "team", "member", 0): {"objectType": "Agent"}}),
     *_agents(("context", "team", "member", 0), f"member of the team {_UNTYPED}",
              {("context", "team"): {"objectType": "Group"}}),
+    *_agents(("context", "contextAgents", 0, "agent"), "context agent (xAPI 2.0)",
+             {("context", "contextAgents", 0): {"objectType": "contextAgent"}}),
+    *_agents(("context", "contextGroups", 0, "group", "member", 0),
+             "member of a context group (xAPI 2.0)",
+             {("context", "contextGroups", 0): {"objectType": "contextGroup"},
+              ("context", "contextGroups", 0, "group"): {"objectType": "Group"}}),
     *_agents(("authority",), "authority", {("authority",): {"objectType": "Agent"}}),
     *_agents(("authority",), f"authority {_UNTYPED}", {}),
     *_agents(("object", "actor"), "actor of a sub-statement",

@@ -93,6 +93,25 @@ def test_sub_statement_agents_are_known_identifiers():
     assert not [f for f in lint(safe) if f.code == "identifier-kept"]
 
 
+def test_xapi2_context_agents_are_known_identifiers():
+    """keep on $.context kept an xAPI 2.0 context agent's e-mail address in clear, and check
+    passed it as long as the instructor and team had their agent rules."""
+    agent = {"action": "agent", "options": {"home_page": "https://example.org"}}
+    rules = [{"path": "$.actor", **agent}, {"path": "$.context", "action": "keep"},
+             {"path": "$.context['instructor', 'team']", **agent}]
+    p = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": rules})
+    peer = {"mbox": "mailto:peer@example.org"}
+    rec = {"context": {"contextAgents": [{"objectType": "contextAgent", "agent": peer}]}}
+    assert anonymise(rec, p, keys=KEYS)["context"]["contextAgents"][0]["agent"] == peer
+    found = {f.path for f in lint(p) if f.code == "identifier-kept"}
+    assert {"$.context.contextAgents[0].agent.mbox",
+            "$.context.contextGroups[0].group.member[0].mbox"} <= found
+    fixed = [*rules, {"path": "$.context.contextAgents[*].agent", **agent},
+             {"path": "$.context.contextGroups[*].group", **agent}]
+    p = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": fixed})
+    assert not [f for f in lint(p) if f.code == "identifier-kept"]
+
+
 def test_overlap_reports_winner():
     [f] = [f for f in lint(Policy.load(BAD / "overlapping-rules.yaml"))
            if f.code == "overlapping-rules"]
