@@ -119,7 +119,8 @@ def lint(policy: Policy) -> list[Finding]:
         d = decision_at(tracer.decide(record), e.loc)
         if d is None or (e.path, d.rule) in reported:
             continue
-        if d.treatment != "keep":
+        as_is = _as_is(policy, d.rule)
+        if d.treatment != "keep" and as_is is None:
             if (gather is not None and e.kind == "direct" and d.treatment != "reject"
                     and not _flagged_false(policy, d.rule)
                     and not any(PLACEHOLDER in v for v in gather(record))):
@@ -130,6 +131,8 @@ def lint(policy: Policy) -> list[Finding]:
             continue
         reported.add((e.path, d.rule))
         by = f"rule {d.rule} keeps it" if d.rule else "unmatched: keep keeps it"
+        if as_is:
+            by = f"rule {d.rule} ({as_is}) keeps it"
         if e.kind == "direct":
             add("identifier-kept", f"{e.path} ({e.label}) is a direct identifier and {by} "
                 "as is; drop, hash or encrypt it", rule=d.rule, key="unmatched", path=e.path)
@@ -193,6 +196,21 @@ def _flagged_false(policy: Policy, rule: int | None) -> bool:
         return False
     r = policy.rules[rule - 1]
     return r.identifying is False and REGISTRY[r.action].identifies is not None
+
+
+def _as_is(policy: Policy, rule: int | None) -> str | None:
+    """Why a rule whose action seems to treat its values gives them back unchanged, if it
+    does: such a rule keeps an identifier or free text as surely as ``keep``."""
+    if rule is None:
+        return None
+    action, o = policy.rules[rule - 1].action, policy.options[rule - 1]
+    if (action == "ipv4_prefix" and o.prefix == 32) or (
+            action == "generalise" and o.kind == "ip"
+            and (o.ipv4_prefix == 32 or o.ipv6_prefix == 128)):
+        return "a full-length prefix keeps every bit of the address"
+    if action == "scrub" and not (o.detectors or o.patterns or o.record):
+        return "scrub with no detector, no pattern and record: false finds nothing"
+    return None
 
 
 def _names(rule: Any, loc: Loc) -> bool:

@@ -112,6 +112,27 @@ def test_xapi2_context_agents_are_known_identifiers():
     assert not [f for f in lint(p) if f.code == "identifier-kept"]
 
 
+@pytest.mark.parametrize(("rule", "record", "code"), [
+    ({"path": "$.ip", "action": "ipv4_prefix", "options": {"prefix": 32}},
+     {"ip": "192.0.2.17"}, "identifier-kept"),
+    ({"path": "$.ip", "action": "generalise", "options": {"kind": "ip", "ipv6_prefix": 128}},
+     {"ip": "2001:db8::17"}, "identifier-kept"),
+    ({"path": "$.event.body", "action": "scrub", "options": {"detectors": [], "record": False}},
+     {"event": {"body": "write to ada@example.org"}}, "free-text-kept"),
+])
+def test_a_treatment_that_changes_nothing_counts_as_keep(rule, record, code):
+    """These rules give the value back as it was (an IPv6 address, under generalise), and
+    check passed them as if the field were treated."""
+    def policy(r):
+        return Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+            {"path": "$.username", "action": "learner_id"}, r]})
+    assert anonymise(record, policy(rule), keys=KEYS) == record
+    [f] = [f for f in lint(policy(rule)) if f.code == code]
+    assert (f.path, f.rule) == (rule["path"], 2)
+    defaults = {**rule, "options": {"kind": "ip"} if rule["action"] == "generalise" else {}}
+    assert not [f for f in lint(policy(defaults)) if f.code == code]
+
+
 def test_overlap_reports_winner():
     [f] = [f for f in lint(Policy.load(BAD / "overlapping-rules.yaml"))
            if f.code == "overlapping-rules"]
