@@ -31,13 +31,17 @@ def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: 
     can carry an e-mail or a session id), person-naming segments replaced."""
     if "://" in text:
         scheme, _, rest = text.partition("://")
+        lead = f"{scheme}://"
+    elif text.startswith("//"):  # protocol-relative: an authority all the same
+        lead, rest = "//", text[2:]
+    else:
+        lead = ""
+    head = ""
+    if lead:
         cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i != -1),
                   default=len(rest))
         netloc, rest = rest[:cut], rest[cut:]
-        host = _host(netloc.rpartition("@")[2], forms, token)
-        head = f"{scheme}://{host}"
-    else:
-        head = ""
+        head = lead + _host(netloc.rpartition("@")[2], forms, token)
     path = rest if head else text
     for sep in ("?", "#"):
         path = path.partition(sep)[0]
