@@ -22,6 +22,7 @@ import traceback
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -59,7 +60,11 @@ class Command:
 
 
 def err(message: str) -> None:
-    print(f"pseudonym: {message}", file=sys.stderr, flush=True)
+    """One line on stderr. Standard error that cannot be written (a reader gone, a full
+    disk) loses the line but never stops the run: its failure would pass for the
+    output's (standard output closing exits 0, having published nothing)."""
+    with suppress(OSError):
+        print(f"pseudonym: {message}", file=sys.stderr, flush=True)
 
 
 def _echoing_key_warnings(read: Callable[[], T]) -> T:

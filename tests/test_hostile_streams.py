@@ -83,6 +83,29 @@ def test_closed_pipe_downstream_exits_cleanly(work, workers):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_closed_standard_error_neither_stops_the_run_nor_passes_for_success(work, workers):
+    """Standard error piped to a reader that is gone (`2>&1 | head -1`, a dead log
+    shipper): the messages are lost, but the run goes on, publishes its output and exits
+    1 for its rejected record; it is not taken for standard output closing (exit 0,
+    nothing published)."""
+    with (work / "in.jsonl").open("ab") as f:
+        f.write(b"not json\n")
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", str(work / "out.jsonl"),
+                               "--workers", workers),
+                           stderr=w, env=ENV, timeout=60)
+    finally:
+        os.close(w)
+    assert p.returncode == 1
+    assert len((work / "out.jsonl").read_bytes().splitlines()) == 50_000
+    entry = only_entry(work)
+    assert entry["status"] == "completed"
+    assert entry["errors"] == {"invalid-json": {"count": 1, "records": [50_001]}}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_full_disk_on_standard_output(work, workers):
     with open("/dev/full", "wb") as full:
         r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "--workers", workers),
