@@ -208,6 +208,8 @@ class AtomicOutput:
             tmp_fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
                                                  dir=target.parent)
             self._raw = self.stream = os.fdopen(tmp_fd, "wb")
+            with suppress(OSError):  # some file systems (vfat, CIFS) refuse modes
+                os.fchmod(tmp_fd, _published_mode(st))
         if self._tmp is None:
             self._direct = True
             self.path = None  # written like standard output from here on
@@ -286,6 +288,16 @@ class AtomicOutput:
             with suppress(OSError):
                 os.unlink(self._tmp)
             self._tmp = None
+
+
+def _published_mode(st: os.stat_result | None) -> int:
+    """The mode the output gets: the replaced file's, or what creating it would give under
+    the umask (``mkstemp`` makes the temporary file readable by its owner only)."""
+    if st is not None:
+        return stat.S_IMODE(st.st_mode)
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _open_descriptor(name: str, st: os.stat_result | None) -> int | None:

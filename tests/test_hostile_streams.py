@@ -261,6 +261,23 @@ def test_complete_run_publishes_atomically(work):
     assert only_entry(work)["status"] == "completed"
 
 
+@pytest.mark.parametrize(("before", "after"), [(None, 0o640), (0o604, 0o604)],
+                         ids=["new", "replaced"])
+def test_a_published_file_has_the_mode_a_shell_redirection_would_give(work, before, after):
+    """The temporary file is made readable by its owner only; published as it was, a new
+    output ignored the umask (0600 where ``> out.jsonl`` gives 0640 under umask 027), and
+    a replaced one lost its mode, so its readers could no longer read it."""
+    out = work / "out.jsonl"
+    if before is not None:
+        out.write_bytes(b"previous output\n")
+        out.chmod(before)
+    r = subprocess.run(cmd(work, "-i", str(work / "in.jsonl"), "-o", str(out)),
+                       capture_output=True, env=ENV, timeout=60,
+                       preexec_fn=lambda: os.umask(0o027))
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_mode & 0o7777 == after
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_named_pipe_is_written_in_place_not_replaced(work, workers):
     """Found by review: the output was renamed over whatever was at its path, so that
