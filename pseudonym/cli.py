@@ -140,6 +140,9 @@ def _anonymise(a: argparse.Namespace) -> int:
     policy = Policy.load(a.policy)
     keys = load_keys(a.key_file)
     plan = compile_plan(policy, keys)
+    if a.audit and _is_audit_log(a.output, a.audit):
+        name = "standard output" if a.output == "-" else a.output
+        raise PseudonymError(f"{name}: is the audit log; write the output to another file")
     audit = AuditLog.open(a.audit, load_audit_key(a.audit_key_file)) if a.audit else None
     run = audit.start(plan) if audit else None
     stats = RunStats()
@@ -236,6 +239,17 @@ def _anonymise(a: argparse.Namespace) -> int:
         err(f"{stats.rejected} of {stats.read} records rejected; {stats.written} written")
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def _is_audit_log(output: str, audit: str) -> bool:
+    """Whether the output would land in the audit log (one file under two names, or
+    standard output redirected to it): the rename, or the lines, would destroy its
+    entries once the run's own is appended."""
+    try:
+        st = os.fstat(sys.stdout.fileno()) if output == "-" else os.stat(output)
+        return os.path.samestat(st, os.stat(audit))
+    except (OSError, ValueError):
+        return output != "-" and os.path.realpath(output) == os.path.realpath(audit)
 
 
 def _ranged_input(src: IO[bytes], path: str) -> str | int | None:

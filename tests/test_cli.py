@@ -151,3 +151,36 @@ def test_no_output_is_published_without_its_audit_entry(tmp_path, monkeypatch, c
                      "-a", str(tmp_path / "audit.jsonl")])
     assert code == 2 and "disk full" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("same", ["path", "link"])
+def test_the_audit_log_cannot_be_the_output(tmp_path, same):
+    """Found by review: with -o and -a naming one file, the output was renamed over the
+    audit log once its entry was appended: the run exited 0, its entry gone, and every
+    later run refused the 'damaged' log."""
+    audit = tmp_path / "audit.jsonl"
+    out = audit
+    if same == "link":
+        out = tmp_path / "out.jsonl"
+        out.symlink_to(audit)
+    r = cli("anonymise", "-p", POLICY, "-i", str(TRACES), "-o", str(out), "-a", str(audit))
+    assert r.returncode == 2
+    assert r.stderr == (f"pseudonym: {out}: is the audit log; write the output to another "
+                        "file\n").encode()
+    assert not audit.exists()
+
+
+def test_standard_output_redirected_to_the_audit_log_is_refused(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    assert cli("anonymise", "-p", POLICY, "-i", str(TRACES), "-o", str(tmp_path / "o.jsonl"),
+               "-a", str(audit)).returncode == 0
+    before = audit.read_bytes()
+    e = {**os.environ, "PSEUDONYM_KEY": KEY.text}
+    with audit.open("ab") as log:
+        r = subprocess.run([sys.executable, "-m", "pseudonym", "anonymise", "-p", POLICY,
+                            "-i", str(TRACES), "-a", str(audit)], stdout=log,
+                           stderr=subprocess.PIPE, env=e, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr == (b"pseudonym: standard output: is the audit log; write the output to "
+                        b"another file\n")
+    assert audit.read_bytes() == before
