@@ -284,9 +284,11 @@ def _compute(*outputs: Any) -> list[Any]:
     """``dask.compute(*outputs)``, one graph, nothing fused. On a distributed cluster
     every task is let finish, failed or not, before the first error is raised, so that no
     writer is still at work when a failed run's staged output is removed."""
-    client = getattr(get_scheduler(), "__self__", None)
+    scheduler = get_scheduler()
+    client = getattr(scheduler, "__self__", None)
     if client is None or not hasattr(client, "gather"):
-        return list(dask.compute(*outputs, optimize_graph=False))
+        return list(dask.compute(*outputs, optimize_graph=False,
+                                 scheduler=scheduler or db.Bag.__dask_scheduler__))
     from distributed import wait
     shapes = [isinstance(o, (list, tuple)) for o in outputs]
     flat = [x for o, many in zip(outputs, shapes, strict=True) for x in (o if many else [o])]
@@ -299,12 +301,21 @@ def _compute(*outputs: Any) -> list[Any]:
             for o, many in zip(outputs, shapes, strict=True)]
 
 
+def _fused(bag: db.Bag) -> db.Bag:
+    """The input bag with its own graph optimised, as computing it alone would: the run
+    computes without fusing (``_compute``), and an unfused input passes iterators
+    between tasks (``read_text`` reads a file into a generator, then lists it), which a
+    scheduler of processes cannot send."""
+    dsk = db.core.optimize(bag.__dask_graph__(), bag.__dask_keys__())
+    return db.Bag(dsk, bag.name, bag.npartitions)
+
+
 class BagJob:
     """A lazy anonymisation of a bag: ``bag`` is the result; ``run`` computes it, with
     any writers of it, and records the run."""
 
     def __init__(self, bag: db.Bag, policy: Policy, spec: _Spec, on_error: str) -> None:
-        treated = bag.map_partitions(_treat, spec)
+        treated = _fused(bag).map_partitions(_treat, spec)
         out = treated.map_partitions(_output)
         self.bag: db.Bag = _SharedBag(out.dask, out.name, out.npartitions)
         self._counts = treated.map_partitions(_counts)

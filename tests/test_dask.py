@@ -109,6 +109,38 @@ def test_bag_output_is_the_cli_output_line_for_line(client, parts, key_file, tmp
     assert entries[0]["errors"]["invalid-json"]["records"] == [4322]  # numbered across files
 
 
+DEFAULT_SCHEDULER_RUN = """
+import sys
+import dask.bag as db
+from pseudonym import AuditLog
+from pseudonym.dask import KeyRef, anonymise_bag
+src, out, audit, policy, key_file = sys.argv[1:]
+job = anonymise_bag(db.read_text(src), policy, key=KeyRef.file(key_file), on_error="skip")
+with AuditLog.open(audit) as log:
+    job.run(job.to_textfiles(out), audit=log)
+"""
+
+
+def test_the_module_example_runs_on_the_default_scheduler(parts, key_file, tmp_path):
+    """Found by review: with no Client and no scheduler set (a bag's default, a pool of
+    processes), the module's example failed: its staged writers and its counts wanted
+    different schedulers, and, once one was set, a pool of processes could not send the
+    generator read_text's unfused graph passes between its tasks."""
+    src, data = parts
+    want, cli_entry = run_cli(tmp_path, data, key_file)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PSEUDONYM_", "DASK_"))}
+    r = subprocess.run([sys.executable, "-c", DEFAULT_SCHEDULER_RUN,
+                        str(src / "part-*.jsonl.gz"), str(tmp_path / "out" / "*.jsonl"),
+                        str(tmp_path / "dask.audit"), POLICY, str(key_file)],
+                       capture_output=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    got = b"".join((tmp_path / "out" / f"{i}.jsonl").read_bytes() for i in range(3))
+    assert got == want
+    entry = json.loads((tmp_path / "dask.audit").read_text())
+    assert {k: v for k, v in entry.items() if k not in DROP} == \
+        {k: v for k, v in cli_entry.items() if k not in DROP}
+
+
 def test_the_key_is_never_in_the_task_graph(parts, key_file):
     src, _ = parts
     job = anonymise_bag(db.read_text(str(src / "part-*.jsonl.gz")), POLICY,
