@@ -300,16 +300,29 @@ def _keygen_args(p: argparse.ArgumentParser) -> None:
 def _keygen(a: argparse.Namespace) -> int:
     key = MasterKey.generate()
     if a.output:
-        try:
-            fd = os.open(a.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise PseudonymError(f"{a.output}: already exists; not overwriting a key") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(key.text + "\n")
+        _write_key(a.output, key.text)
     else:
         print(key.text, flush=True)
     print(f"key id: {key.key_id}", file=sys.stderr)
     return EXIT_OK
+
+
+def _write_key(path: str, text: str) -> None:
+    """A new file (mode 600) holding the key. A write that fails removes the file: a
+    truncated key would only be refused, by every command and by the next keygen."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise PseudonymError(f"{path}: already exists; not overwriting a key") from None
+    except OSError as e:
+        raise StreamError(f"{path}: cannot write the key ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+    except OSError as e:
+        with suppress(OSError):
+            os.unlink(path)
+        raise StreamError(f"{path}: cannot write the key ({e.strerror})") from None
 
 
 # -- schema -------------------------------------------------------------------------------

@@ -48,6 +48,24 @@ def test_keygen_output_file_is_private(tmp_path):
     assert r.returncode == 2 and b"already exists" in r.stderr
 
 
+def test_keygen_output_that_cannot_be_written_names_it_and_leaves_no_partial_key(tmp_path):
+    """Found by review: the error named no file, and a failed write (a full disk, here a
+    file size limit) left a truncated key that every later keygen refused to replace."""
+    import resource
+
+    r = cli("keygen", "--output", str(tmp_path / "no" / "k"), key=False)
+    assert r.returncode == 74
+    assert r.stderr == (f"pseudonym: {tmp_path / 'no' / 'k'}: cannot write the key (No such "
+                        "file or directory)\n").encode()
+    f = tmp_path / "k"
+    r = subprocess.run([sys.executable, "-m", "pseudonym", "keygen", "--output", str(f)],
+                       capture_output=True, timeout=120,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (10, 10)))
+    assert r.returncode == 74
+    assert r.stderr == f"pseudonym: {f}: cannot write the key (File too large)\n".encode()
+    assert r.stdout == b"" and not f.exists()
+
+
 def test_pipe_stdin_to_stdout():
     r = cli("anonymise", "--policy", POLICY, stdin=TRACES.read_bytes())
     assert r.returncode == 0, r.stderr
