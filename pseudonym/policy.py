@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from functools import cached_property
 from importlib import resources
@@ -166,21 +167,22 @@ class Policy:
             raise PolicyError("a policy must be a mapping of header fields and rules",
                               source=source, line=_line(_node, ()))
         problems: list[PolicyError] = []
+        model: PolicyModel | None = None
+        faulty: set[Any] = set()
         try:
             model = PolicyModel.model_validate(data)
         except ValidationError as e:
             for err in e.errors():
-                problems.append(_problem(err["loc"], err["msg"], source, _node, err["type"]))
-            raise _combined(problems) from None
-        for i, rule in enumerate(model.rules):
-            try:
-                REGISTRY[rule.action].options.model_validate(rule.options)
-            except ValidationError as e:
-                for err in e.errors():
-                    problems.append(_problem(("rules", i, "options", *err["loc"]), err["msg"],
-                                             source, _node, err["type"]))
+                loc = err["loc"]
+                problems.append(_problem(loc, err["msg"], source, _node, err["type"]))
+                if loc[:1] == ("rules",) and (len(loc) < 3 or loc[2] in ("action", "options")):
+                    faulty.add(loc[1] if len(loc) > 1 else None)
+        problems += _option_problems(data.get("rules"), faulty, source, _node)
         if problems:
-            raise _combined(problems)
+            problems.sort(key=lambda p: (math.inf if p.line is None else p.line,
+                                         -1 if p.rule is None else p.rule))
+            raise _combined(problems) from None
+        assert model is not None
         policy = cls(model, source)
         try:
             policy.sha256  # noqa: B018 - computed now, so that a run never fails on it
@@ -373,6 +375,26 @@ def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any, kind: str =
     field = ".".join(str(p) for p in field_loc if not str(p).startswith("function-")) or None
     msg = msg.removeprefix("Value error, ")
     return PolicyError(msg, source=source, line=_line(node, loc), rule=rule, field=field)
+
+
+def _option_problems(rules: Any, faulty: set[Any], source: str, node: Any
+                     ) -> list[PolicyError]:
+    """Each rule's options checked by its action, except where the model found the rule,
+    its action or its options wrong (``faulty``: their indexes, ``None`` when the list
+    itself is): a mistake elsewhere does not hide option errors until a second load."""
+    if not isinstance(rules, list) or None in faulty:
+        return []
+    problems = []
+    for i, rule in enumerate(rules):
+        if i in faulty:
+            continue
+        try:
+            REGISTRY[rule["action"]].options.model_validate(rule.get("options", {}))
+        except ValidationError as e:
+            for err in e.errors():
+                problems.append(_problem(("rules", i, "options", *err["loc"]), err["msg"],
+                                         source, node, err["type"]))
+    return problems
 
 
 def _combined(problems: list[PolicyError]) -> PolicyError:

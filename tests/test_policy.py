@@ -98,6 +98,26 @@ def test_all_problems_reported_together(tmp_path):
     assert len(e.value.problems) == 2 and "2 problems" in str(e.value)
 
 
+def test_option_errors_come_with_the_other_rules_errors_in_one_load():
+    """A policy author fixing a file sees every mistake at once, not the option errors
+    only once the rest is right."""
+    data = {"name": "p", "version": "1", "domain": "d", "colour": "blue", "rules": [
+        {"path": "$.a", "action": "shred"},
+        {"path": "$.b", "action": "hash", "options": {"lenght": 16}},
+        {"path": "$.c", "action": "keep", "options": {}, "note": "x"},
+        {"path": "$.d", "action": "drop", "options": {"why": 1}, "note": "x"},
+    ]}
+    with pytest.raises(PolicyError) as e:
+        Policy.from_dict(data)
+    found = {(p.rule, p.field) for p in e.value.problems}
+    assert {(1, "action"), (2, "options.lenght"), (4, "options.why")} <= found
+    assert len(e.value.problems) == 6
+    data["rules"] = "not a list"
+    with pytest.raises(PolicyError) as e:
+        Policy.from_dict(data)
+    assert len(e.value.problems) == 2
+
+
 def test_yaml_aliases_are_refused(tmp_path):
     bomb = 'a: &a ["x","x"]\nb: &b [*a,*a]\nc: [*b,*b]\n'
     with pytest.raises(PolicyError) as e:
