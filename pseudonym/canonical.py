@@ -59,15 +59,17 @@ def canonical_bytes(value: Any, norm: Callable[[str], str] | None = None) -> byt
             raise ValueError("non-finite number")
         return repr(value).encode()
     if norm and t in (dict, list):
-        value = _normalise_deep(value, norm)
+        value = normalised(value, norm)
     return dumps(value).encode("utf-8", "surrogatepass")
 
 
-def _normalise_deep(value: Any, norm: Callable[[str], str]) -> Any:
+def normalised(value: Any, norm: Callable[[str], str]) -> Any:
+    """``value`` with every string in it normalised, however deep (keys stay as they are):
+    what a keyed action treats, so that equal values after normalisation link."""
     if isinstance(value, str):
         return norm(value)
     if isinstance(value, dict):
-        return {k: _normalise_deep(v, norm) for k, v in value.items()}
+        return {k: normalised(v, norm) for k, v in value.items()}
     if isinstance(value, list):
-        return [_normalise_deep(v, norm) for v in value]
+        return [normalised(v, norm) for v in value]
     return value

@@ -134,6 +134,15 @@ def test_encrypt_round_trips_any_json_value(keys, value):
     assert reidentify(token, p, keys=keys, reason="test") == value
 
 
+@pytest.mark.parametrize("action", ["hash", "encrypt"])
+def test_normalise_reaches_strings_inside_objects_and_lists_alike(keys, action):
+    """An actor object or a list of addresses links whatever the case and spacing, with
+    encrypt as with hash."""
+    fn = build(action, keys, normalise=["strip", "lower"])
+    assert fn({"mbox": " A@x.fr", "tags": ["B "]}) == fn({"mbox": "a@x.fr", "tags": ["b"]})
+    assert fn(["A@x.fr"]) == fn(["a@x.fr "])
+
+
 def test_encrypt_token_opens_only_in_its_domain(keys):
     p = make_policy([{"path": "$.a", "action": "encrypt"}])
     other = make_policy([{"path": "$.a", "action": "encrypt"}], domain="elsewhere")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..canonical import Normaliser, canonical_bytes, normaliser
+from ..canonical import Normaliser, canonical_bytes, normalised, normaliser
 from .base import ActionError, BuildContext, Options, action
 
 _HEX_DEFAULT, _B32_DEFAULT = 32, 26
@@ -29,7 +29,8 @@ class HashOptions(Options):
     bits: int = Field(53, ge=32, le=63)
     """For integer: size of the integer (53 keeps it exact in JavaScript)."""
     normalise: tuple[Normaliser, ...] = ()
-    """String normalisation before hashing, in order: strip, lower, nfc, nfkc."""
+    """String normalisation before hashing, in order: strip, lower, nfc, nfkc (every
+    string in the value, however deep)."""
     prefix: str = ""
     """Text put before a hex or base32 pseudonym."""
 
@@ -107,12 +108,13 @@ def hash_(options: HashOptions, ctx: BuildContext):
 
 class EncryptOptions(Options):
     normalise: tuple[Normaliser, ...] = ()
-    """String normalisation before encryption; decryption gives the normalised value."""
+    """String normalisation before encryption, as for hash; decryption gives the
+    normalised value."""
 
 
 def _plaintext(value: Any, norm) -> bytes:
-    if norm is not None and isinstance(value, str):
-        value = norm(value)
+    if norm is not None:
+        value = normalised(value, norm)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8", "surrogatepass")
 
