@@ -115,7 +115,8 @@ class Plan:
         try:
             rec = RecordContext(record, self.gather(record)) if self.record_aware else None
             out = walk(self.tree.root_for(record), record, self.mode, hits, rec)
-        except RecordError:
+        except RecordError as e:
+            e.__context__ = None  # an action's error, whose own context may quote the value
             raise
         except RecursionError:
             failure = RecordError("too-deep", "the record is nested too deeply")

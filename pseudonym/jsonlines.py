@@ -85,18 +85,21 @@ def loads(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RecordError("invalid-utf8", f"not UTF-8 (bad byte at offset {e.start})") from None
-    try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite,
-                          parse_int=_int)
-    except RecursionError:
-        raise RecordError("too-deep", "the record is nested too deeply") from None
-    except _NotJsonNumber:
-        raise RecordError("not-json-number", "NaN, Infinity, or a number out of range "
-                          "(beyond a double, or an integer of more than 4,300 digits)") from None
-    except ValueError as e:
-        where = f" at column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise RecordError("invalid-json", f"not valid JSON{where}") from None
+        failure = RecordError("invalid-utf8", f"not UTF-8 (bad byte at offset {e.start})")
+    else:
+        try:
+            return json.loads(text, parse_constant=_no_constant, parse_float=_finite,
+                              parse_int=_int)
+        except RecursionError:
+            failure = RecordError("too-deep", "the record is nested too deeply")
+        except _NotJsonNumber:
+            failure = RecordError("not-json-number", "NaN, Infinity, or a number out of "
+                                  "range (beyond a double, or an integer of more than "
+                                  "4,300 digits)")
+        except ValueError as e:
+            where = f" at column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+            failure = RecordError("invalid-json", f"not valid JSON{where}")
+    raise failure  # outside the handlers: the parser's error holds the whole line
 
 
 def dumps(record: Any) -> bytes:

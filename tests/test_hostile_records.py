@@ -271,3 +271,37 @@ def test_an_unexpected_error_costs_one_record_and_quotes_nothing(monkeypatch):
     assert e.value.kind == "internal-error" and SECRET not in str(e.value)
     assert e.value.__context__ is None and e.value.__cause__ is None
     assert build is not buggy
+
+
+def _chain(e: BaseException | None) -> list[BaseException]:
+    """An exception and every one it was raised from or while handling."""
+    out: list[BaseException] = []
+    while e is not None and e not in out:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+@pytest.mark.parametrize("line", [
+    b'{"id": 1, "note": "' + SECRET.encode() + b'", oops}',  # invalid JSON
+    b'{"id": 1, "note": "' + SECRET.encode() + b'\xff"}',  # invalid UTF-8
+    b'{"id": 1e400, "note": "' + SECRET.encode() + b'"}',  # a number out of range
+    b'{"id": 1, "ip": "' + SECRET.encode() + b'"}',  # an action's error (not an IP)
+], ids=["json", "utf8", "number", "action"])
+def test_a_rejected_line_raises_an_error_that_holds_nothing_of_it(line):
+    """The error raised for a bad line, and every exception chained to it (which error
+    reporters and debuggers show), neither says nor holds the line's values."""
+    from pseudonym import anonymise_block, anonymise_lines
+
+    policy = Policy.from_text(POLICY, source="p.yaml")
+    runs = [lambda: list(anonymise_lines([line], policy, keys=KEY)),
+            lambda: anonymise_block(line, policy, keys=KEY)]
+    if b'"ip"' in line:
+        runs.append(lambda: anonymise(json.loads(line), policy, keys=KEY))
+    for run in runs:
+        with pytest.raises(RecordError) as e:
+            run()
+        for x in _chain(e.value):
+            held = [str(x), repr(x), *map(repr, vars(x).values()),
+                    repr(getattr(x, "doc", "")), repr(getattr(x, "object", ""))]
+            assert not any(SECRET in h or "1e400" in h for h in held), type(x).__name__
