@@ -370,3 +370,27 @@ def test_a_settings_change_held_as_json_text_is_emptied_too(policy, keys):
     out = anonymise(event, policy, keys=keys)
     assert out["event"] == "{}"
     assert_gone(out, "Jeanne", "Jeannette")
+
+
+CERT = "5c1b2f0d8e7a4b3c9d6e1f2a3b4c5d6e"
+
+
+@pytest.mark.parametrize("name", ["edx.certificate.created", "edx.certificate.shared",
+                                  "edx.certificate.evidence_visited"])
+def test_a_certificate_id_is_a_pseudonym(policy, keys, name):
+    """``certificate_id`` is the certificate's ``verify_uuid``: its public web page
+    (/certificates/<verify_uuid>) shows the learner's full name, so it cannot stay in
+    clear, nor in the event's own paths; a keyed pseudonym of the same shape still links
+    a certificate's events."""
+    event = {**common(), "event_source": "server", "event_type": name, "name": name,
+             "page": None, "referer": f"https://lms.example.org/certificates/{CERT}",
+             "context": {"course_id": COURSE, "user_id": UID, "path": f"/certificates/{CERT}"},
+             "event": {"user_id": UID, "course_id": COURSE, "certificate_id": CERT,
+                       "enrollment_mode": "verified"}}
+    out = anonymise(event, policy, keys=keys)
+    assert_gone(out, CERT)
+    got = out["event"]["certificate_id"]
+    assert len(got) == 32 and int(got, 16) >= 0 and got == got.lower()
+    assert anonymise(event, policy, keys=keys)["event"]["certificate_id"] == got
+    assert out["event"]["course_id"] == COURSE and out["event"]["enrollment_mode"] == "verified"
+    assert out["context"]["path"] == "/certificates/_user_"
