@@ -394,3 +394,16 @@ def test_a_certificate_id_is_a_pseudonym(policy, keys, name):
     assert anonymise(event, policy, keys=keys)["event"]["certificate_id"] == got
     assert out["event"]["course_id"] == COURSE and out["event"]["enrollment_mode"] == "verified"
     assert out["context"]["path"] == "/certificates/_user_"
+
+
+def test_a_certificate_page_viewed_by_anyone_loses_its_id(policy, keys):
+    """A view of someone's certificate page carries the page's id in its paths only (no
+    certificate_id field): the id alone would let the output's reader open the page and
+    read the holder's name."""
+    path = f"/certificates/{CERT}"
+    event = {**common(), "event_source": "server", "event_type": path, "name": path,
+             "page": None, "referer": f"https://lms.example.org{path}",
+             "context": {"course_id": "", "user_id": None, "path": path}, "event": {}}
+    out = anonymise(event, policy, keys=keys)
+    assert_gone(out, CERT)
+    assert out["event_type"] == out["context"]["path"] == "/certificates/_user_"
