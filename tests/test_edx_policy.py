@@ -407,3 +407,21 @@ def test_a_certificate_page_viewed_by_anyone_loses_its_id(policy, keys):
     out = anonymise(event, policy, keys=keys)
     assert_gone(out, CERT)
     assert out["event_type"] == out["context"]["path"] == "/certificates/_user_"
+
+
+def test_a_graders_message_and_hint_are_emptied_and_correctness_kept(policy, keys):
+    """Grader feedback can quote the learner's answer; analytics needs correctness and
+    points, which stay (and Ralph still accepts the event)."""
+    event = problem_check_server()
+    quoted = f"You wrote {EMAIL}: not quite"
+    for where in (event["event"], event["event"]["state"]):
+        where["correct_map"] = {INPUT: {"correctness": "incorrect", "msg": quoted,
+                                        "hint": f"Hint for {USER}", "hintmode": "always",
+                                        "npoints": 0, "queuestate": None}}
+    out = anonymise(event, policy, keys=keys)
+    assert_gone(out, EMAIL, "You wrote", "Hint for")
+    for where in (out["event"], out["event"]["state"]):
+        assert where["correct_map"] == {INPUT: {"correctness": "incorrect", "msg": "",
+                                                "hint": "", "hintmode": "always",
+                                                "npoints": 0, "queuestate": None}}
+    assert _model(out) == _model(event) is not None
