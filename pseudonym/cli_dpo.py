@@ -214,7 +214,9 @@ LOOKUP_TEXT = (
     "a key rotation. For an agent rule the identifier is read as an xAPI account name, and "
     "also as a mailbox (e-mail address; a mailto: IRI only as a mailbox), mailbox SHA-1 (40 "
     "hex digits) or OpenID (http(s) URL) when it has that form; the pseudonym printed is "
-    "the account name the agent gets. Rules that give no pseudonym of an identifier "
+    "the account name the agent gets. For a scrub rule with replace: pseudonym, it is the "
+    "pseudonym inside the tokens free text gets ([EMAIL:...], [USER:...]), in anyone's "
+    "records. Rules that give no pseudonym of an identifier "
     "(date_shift) are named on standard error. "
     "Needs the key. Appends an audit entry with the reason and a keyed digest of the "
     "identifier, never the identifier in clear.",

@@ -11,7 +11,10 @@ An ``agent`` rule replaces a whole xAPI Agent, so the identifier is read as the 
 stands for: always as an account name (any text can be one), and also as a mailbox when
 it is an e-mail address or a ``mailto:`` IRI (then only as a mailbox), as a mailbox SHA-1
 when it is 40 hex digits, as an OpenID when it is an http(s) URL. A JSON object is taken
-as the Agent itself. Record-aware keyed actions (``date_shift``) give no pseudonym of an
+as the Agent itself. A ``scrub`` rule with ``replace: pseudonym`` writes a keyed pseudonym
+of each match into free text (``[EMAIL:<pseudonym>]``), other learners' records included:
+its pseudonym is that of the identifier as found there (an e-mail address without
+``mailto:``). Record-aware keyed actions (``date_shift``) give no pseudonym of an
 identifier: they, and rules that cannot take the identifier, are listed as skipped.
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 
 from . import __version__
 from .actions import REGISTRY, ActionError, BuildContext
+from .actions.scrub import match_pseudonym
 from .audit import AuditLog, now
 from .canonical import canonical_bytes
 from .crypto import hmac_sha256
@@ -74,7 +78,28 @@ class LookupResult:
 
 
 def _readings(action: str, identifier: Any) -> list[tuple[str, Any]]:
+    if action == "scrub":
+        return [("free text", identifier)]
     return agent_forms(identifier) if action == "agent" else [("value", identifier)]
+
+
+def _in_free_text(ctx: BuildContext):
+    """The pseudonym a scrub rule writes for the identifier where free text holds it."""
+    pseudonym = match_pseudonym(ctx)
+
+    def run(value: Any) -> str:
+        if type(value) is int:
+            return pseudonym(str(value))
+        if type(value) is not str:
+            raise ActionError("scrub finds text and numbers in free text")
+        text = value.strip()
+        return pseudonym(text[7:] if text.lower().startswith("mailto:") else text)
+
+    return run
+
+
+def _scrubs_to_pseudonyms(action: str, options: Any) -> bool:
+    return action == "scrub" and options.replace == "pseudonym"
 
 
 def lookup(identifier: Any, policy: Policy, *, keys: KeyRing, reason: str,
@@ -86,6 +111,9 @@ def lookup(identifier: Any, policy: Policy, *, keys: KeyRing, reason: str,
     keyed = []
     for i, (r, o) in enumerate(zip(policy.rules, policy.options, strict=True), 1):
         act = REGISTRY[r.action]
+        if _scrubs_to_pseudonyms(r.action, o):
+            keyed.append((i, r, o))
+            continue
         if not act.keyed:
             continue
         if act.record_aware:
@@ -97,14 +125,16 @@ def lookup(identifier: Any, policy: Policy, *, keys: KeyRing, reason: str,
             keyed.append((i, r, o))
     if not keyed:
         raise PseudonymError(f"policy {policy.name!r} has no keyed rule that gives a "
-                             "pseudonym of an identifier (hash, encrypt, agent, learner_id; "
+                             "pseudonym of an identifier (hash, encrypt, agent, learner_id, "
+                             "scrub with replace: pseudonym; "
                              "date_shift is record-aware): its output holds no pseudonym to "
                              "look up")
     failed: dict[int, str] = {}
     for key in keys._keys:
         ctx = BuildContext(policy.domain, KeyRing([key]))
         for i, r, o in keyed:
-            fn = REGISTRY[r.action].build(o, ctx)
+            fn = (_in_free_text(ctx) if r.action == "scrub"
+                  else REGISTRY[r.action].build(o, ctx))
             for read_as, value in _readings(r.action, identifier):
                 try:
                     out = fn(value) if fn is not None else value

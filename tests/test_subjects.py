@@ -154,3 +154,40 @@ def test_a_policy_with_only_record_aware_keyed_rules_is_refused(ring, tmp_path):
         "  - {path: $.actor, action: keep, why: who}\n"))
     with pytest.raises(PseudonymError, match="no pseudonym"):
         lookup("learner-0042", Policy.load(path), keys=ring, reason="r")
+
+
+SCRUBBED = """\
+name: scrubbed
+version: "1"
+domain: d
+rules:
+  - {path: $.actor, action: agent, options: {home_page: "https://p"}, why: who}
+  - {path: $.result.response, action: scrub, options: {replace: pseudonym}, why: answer}
+"""
+
+
+@pytest.mark.parametrize("given", ["Ada.Lovelace@Example.org", "mailto:ada.lovelace@example.org",
+                                   "jdupont"])
+def test_scrub_pseudonyms_in_free_text_are_found(ring, tmp_path, given):
+    """A learner named in someone else's free text carries their keyed pseudonym there:
+    an access or erasure request must find that record too."""
+    path = tmp_path / "scrubbed.yaml"
+    path.write_text(SCRUBBED)
+    policy = Policy.load(path)
+    address = "ada.lovelace@example.org"
+    mention = {"actor": {"account": {"homePage": "https://h", "name": "bob"}},
+               "result": {"response": "ask Ada.Lovelace@Example.org"}}
+    own = {"actor": {"account": {"homePage": "https://h", "name": "jdupont"}},
+           "result": {"response": "I am jdupont"}}
+    result = lookup(given, policy, keys=ring, reason="DSR-3")
+    got = rows_at(result.rows, "$.result.response")
+    assert set(got) == set(ring.key_ids)
+    assert not result.skipped
+    for kid, pseudonym in got.items():
+        keys = one_key(ring, kid)
+        record = own if given == "jdupont" else mention
+        text = anonymise(record, policy, keys=keys)["result"]["response"]
+        assert f":{pseudonym}]" in text
+        other = anonymise(mention if given == "jdupont" else own, policy, keys=keys)
+        assert pseudonym not in other["result"]["response"]
+    assert address not in str(result.rows)

@@ -184,6 +184,13 @@ identifiers (``jdupont@example.org``, ``https://x.org/?user=jdupont``) and must 
 whole."""
 
 
+def match_pseudonym(ctx: BuildContext) -> Callable[[str], str]:
+    """The keyed pseudonym ``replace: pseudonym`` puts in a match's token (``[EMAIL:<it>]``):
+    one definition for ``scrub`` and ``lookup``, which must find it in free text."""
+    digest = ctx.hasher("scrub").digest
+    return lambda text: digest(text.strip().lower().encode("utf-8", "surrogatepass")).hex()[:16]
+
+
 def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     """The ``(text, RecordContext | None) -> text`` and ``(number, RecordContext | None)
     -> number or token`` functions a scrub rule runs."""
@@ -196,11 +203,10 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         compiled.append((p.name, re.compile(p.regex), None, False))
 
     if options.replace == "pseudonym":
-        digest = ctx.hasher("scrub").digest
+        pseudonym = match_pseudonym(ctx)
 
         def render(kind: str, text: str) -> str:
-            d = digest(text.strip().lower().encode("utf-8", "surrogatepass"))
-            return f"[{kind}:{d.hex()[:16]}]"
+            return f"[{kind}:{pseudonym(text)}]"
     else:
         def render(kind: str, text: str) -> str:
             return f"[{kind}]"
