@@ -63,8 +63,10 @@ def treatment(action: str, opts: Any) -> str:
     return f"`{action}`: {first}{shown}"
 
 
-def properties(action: str) -> tuple[str, str, str]:
+def properties(action: str, opts: Any = None) -> tuple[str, str, str]:
     """(reversible, linkable across records, linkable across domains) for an action."""
+    if action == "scrub" and getattr(opts, "replace", None) == "pseudonym":
+        return "no", "yes (through the pseudonyms it writes)", "no (keyed per domain)"
     if action == "reject":
         return "no (not written)", "no", "no"
     a = REGISTRY[action]
@@ -112,7 +114,8 @@ def rule_rows(policy: Policy) -> list[list[str]]:
                 if k.startswith("!") else (f"{k} is " + " or ".join(json.dumps(v) for v in vs))
                 for k, vs in r.when.items())
         what = treatment(r.action, opts)
-        rows.append([str(i), where, what, *properties(r.action), r.why or "*no reason given*"])
+        rows.append([str(i), where, what, *properties(r.action, opts),
+                     r.why or "*no reason given*"])
     um = policy.model.unmatched
     rows.append(["", "any other field", UNMATCHED_TEXT[um],
                  *properties("reject" if um == "reject" else um), "policy default (`unmatched`)"])

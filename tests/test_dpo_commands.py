@@ -285,3 +285,18 @@ def test_lookup_with_a_date_shift_rule_notes_the_skipped_rule(tmp_path):
     assert [row["rule"] for row in json.loads(r.stdout)] == [1]
     err = r.stderr.decode()
     assert "rule 2" in err and "date_shift" in err and "learner-0042" not in err
+
+
+def test_explain_says_scrub_pseudonyms_link_records():
+    """A scrub rule with replace: pseudonym writes the same keyed pseudonym for an address
+    in every record: the signed document said it linked nothing."""
+    from pseudonym.explain import explain
+    from pseudonym.policy import Policy
+    rules = [{"path": "$.a", "action": "scrub", "options": {"replace": "pseudonym"}},
+             {"path": "$.b", "action": "scrub"}]
+    md = explain(Policy.from_dict({"name": "t", "version": "1", "domain": "d",
+                                   "rules": rules})).render("md")
+    pseudonyms = next(line for line in md.splitlines() if line.startswith("| 1 |"))
+    assert "| no | yes (through the pseudonyms it writes) | no (keyed per domain) |" in pseudonyms
+    tokens = next(line for line in md.splitlines() if line.startswith("| 2 |"))
+    assert "| no | no | no |" in tokens
