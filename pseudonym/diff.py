@@ -51,10 +51,15 @@ class _Rule:
             other.action, other.options, other.identifying, other.why)
 
 
+def _numbered(p: Policy) -> list[_Rule]:
+    return [_Rule(i, r.action, o.model_dump(), identifying(r), r.why or "")
+            for i, (r, o) in enumerate(zip(p.rules, p.options, strict=True), 1)]
+
+
 def _rules(p: Policy) -> dict[str, _Rule]:
     out: dict[str, _Rule] = {}
-    for i, (r, o) in enumerate(zip(p.rules, p.options, strict=True), 1):
-        out.setdefault(_key(r), _Rule(i, r.action, o.model_dump(), identifying(r), r.why or ""))
+    for r, rule in zip(p.rules, _numbered(p), strict=True):
+        out.setdefault(_key(r), rule)
     return out
 
 
@@ -113,12 +118,20 @@ def _describe(r: _Rule, other: _Rule | None) -> str:
     return "; ".join([treatment(r.action, r.options), *words])
 
 
-def _fate(p: Policy, tracer: Tracer, e: Entry) -> str:
+def _fate(rules: list[_Rule], tracer: Tracer, e: Entry) -> tuple[str, _Rule | None]:
+    """What happens to the field, and the rule that decides it (None: ``unmatched``)."""
     d = decision_at(tracer.decide(e.record()), e.loc)
     if d is None:
-        return "?"
-    by = f"rule {d.rule}" if d.rule else "unmatched"
-    return f"{d.treatment} ({by})"
+        return "?", None
+    if not d.rule:
+        return f"{d.treatment} (unmatched)", None
+    return f"{d.treatment} (rule {d.rule})", rules[d.rule - 1]
+
+
+def _same(a: _Rule, b: _Rule) -> bool:
+    """Whether two deciding rules give a field the same output, whatever their number or
+    why (whether its values are sought elsewhere is shown apart)."""
+    return (a.action, a.options) == (b.action, b.options)
 
 
 def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
@@ -171,12 +184,16 @@ def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
                 if alt and alt[0].kind == KEY:
                     top.add(str(alt[0].value))
     to, tn = Tracer(old), Tracer(new)
+    ro, rn = _numbered(old), _numbered(new)
     go, gn = gatherer(old), gatherer(new)
     rows = []
     shown: set[tuple[str, str, str]] = set()
     for e in entries(formats_of(top)):
-        fo, fn = _fate(old, to, e), _fate(new, tn, e)
+        (fo, by_o), (fn, by_n) = _fate(ro, to, e), _fate(rn, tn, e)
         moved = fo.split(" ")[0] != fn.split(" ")[0]
+        if not moved and by_o and by_n and not _same(by_o, by_n):
+            moved = True  # another rule of the same action, with other options
+            fo, fn = f"{fo}: {_describe(by_o, by_n)}", f"{fn}: {_describe(by_n, by_o)}"
         if e.kind == "direct":
             so, sn = (PLACEHOLDER in g(e.record()) for g in (go, gn))
             if so != sn:

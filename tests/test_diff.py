@@ -152,3 +152,27 @@ def test_generalise_by_number_diffs_without_crashing(after):
                                                                       "width": 5}}, version="2")
     rules = section(review(old, new), "Rules")
     assert "bounds 18, 25, 35" in rules and "`$.n`" in rules
+
+
+def test_a_field_taken_over_by_another_rule_of_the_same_action_shows():
+    """A new rule decides the mailbox instead of the reviewed one: same action (hash), but
+    no normalisation and a shorter pseudonym. The field table compared action names only,
+    so the mailbox was not listed."""
+    old = policy({"path": "$.actor.mbox", "action": "hash",
+                  "options": {"normalise": ["strip", "lower"]}})
+    new = policy({"path": "$['actor']['mbox', 'name']", "action": "hash",
+                  "options": {"length": 16}},
+                 {"path": "$.actor.mbox", "action": "hash",
+                  "options": {"normalise": ["strip", "lower"]}}, version="2")
+    known = section(review(old, new), "Known identifiers and free text")
+    rows = [line for line in known.splitlines() if line.startswith("| `$.actor.mbox`")]
+    assert rows, known
+    assert "16 characters" in rows[0] and "after strip, lower" in rows[0]
+
+
+def test_the_same_treatment_under_another_rule_number_does_not_show():
+    rule = {"path": "$.actor.mbox", "action": "hash"}
+    old = policy(rule)
+    new = policy({"path": "$.verb", "action": "keep"}, rule, version="2")
+    known = section(review(old, new), "Known identifiers and free text")
+    assert "$.actor.mbox" not in known
