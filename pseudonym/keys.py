@@ -75,6 +75,9 @@ class MasterKey:
         if len(secret) < MIN_KEY_BYTES:
             raise KeyRingError(f"{where}: the key is too short "
                                f"({len(secret) * 8} bits; at least {MIN_KEY_BYTES * 8} needed)")
+        if len(secret) > MAX_KEY_BYTES:
+            raise KeyRingError(f"{where}: the key is too long "
+                               f"({len(secret) * 8} bits; at most {MAX_KEY_BYTES * 8})")
         key = cls(secret)
         if key.key_id != parts[1]:
             raise KeyRingError(f"{where}: the key is damaged (its key id does not match its body)")

@@ -205,6 +205,7 @@ def short_key_text(n: int) -> str:
     ("psk1.abc", "not a pseudonym master key"),
     ("psk1.abc.!!!notbase64", "not base64url"),
     (short_key_text(16), "too short (128 bits; at least 256 needed)"),
+    (short_key_text(65), "too long (520 bits; at most 512)"),
 ])
 def test_wrong_key_formats(policy_file, text, reason):
     with pytest.raises(KeyRingError, match=reason.replace("(", r"\(").replace(")", r"\)")):
