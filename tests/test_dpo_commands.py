@@ -300,3 +300,18 @@ def test_explain_says_scrub_pseudonyms_link_records():
     assert "| no | yes (through the pseudonyms it writes) | no (keyed per domain) |" in pseudonyms
     tokens = next(line for line in md.splitlines() if line.startswith("| 2 |"))
     assert "| no | no | no |" in tokens
+
+
+@pytest.mark.parametrize("identifier", ["", "  ", "\t"])
+def test_lookup_refuses_a_blank_identifier(tmp_path, identifier):
+    """An empty username is what Open edX logs for anonymous events, which learner_id
+    keeps as it is: a blank identifier (an unset shell variable) 'found' every anonymous
+    event, to be handed over or erased."""
+    audit = tmp_path / "audit.jsonl"
+    r = run_cli("lookup", "-p", "edx", "--reason", "DSR-5", "-a", str(audit), identifier,
+                env=key_env())
+    assert r.returncode == 2 and r.stdout == b""
+    assert b"identifier" in r.stderr and b"blank" in r.stderr
+    r = run_cli("lookup", "-p", "edx", "--reason", "DSR-5", "-a", str(audit), "-",
+                env=key_env(), stdin=identifier.encode() + b"\n")
+    assert r.returncode == 2 and r.stdout == b""
