@@ -413,7 +413,8 @@ def anonymise_bag(bag: db.Bag, policy: Policy | str, *, key: KeyRef | None = Non
         raise ValueError("input must be 'lines' or 'records'")
     if isinstance(policy, str):
         policy = Policy.load(policy)
-    keyed = any(REGISTRY[r.action].keyed for r in policy.rules)
+    keyed = any(REGISTRY[r.action].keyed or getattr(o, "replace", None) == "pseudonym"
+                for r, o in zip(policy.rules, policy.options, strict=True))
     if keyed and key is None:
         key = KeyRef.env()
     ref = key.pinned() if key is not None else None

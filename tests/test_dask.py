@@ -450,3 +450,17 @@ def test_a_failed_run_leaves_nothing_in_the_bucket(client, s3, key_file):
                                      storage_options=options))
     fs.invalidate_cache()
     assert fs.find("traces/kept") == ["traces/kept/README"] and not fs.find("traces/fresh")
+
+
+def test_a_scrub_rule_writing_pseudonyms_finds_the_key_like_any_keyed_rule(monkeypatch):
+    """scrub with replace: pseudonym is keyed, though scrub with tokens is not: the bag
+    refused to run with the key in $PSEUDONYM_KEY, where the command line runs."""
+    import dask
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    policy = Policy.from_dict({"name": "t", "version": "1", "domain": "d", "rules": [
+        {"path": "$.t", "action": "scrub", "options": {"replace": "pseudonym"}}]})
+    records = [{"t": "write to ada@example.org"}]
+    job = anonymise_bag(db.from_sequence(records, npartitions=1), policy, input="records")
+    with dask.config.set(scheduler="sync"):
+        job.run(job.bag)
+    assert job.results[0] == list(anonymise(records, policy, keys=KeyRing([KEY])))
