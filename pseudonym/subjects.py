@@ -107,8 +107,9 @@ def lookup(identifier: Any, policy: Policy, *, keys: KeyRing, reason: str,
     """The pseudonyms ``identifier`` has under each keyed rule of ``policy`` and each key."""
     if not isinstance(reason, str) or not reason.strip():
         raise PseudonymError("a lookup needs a stated reason")
-    if type(identifier) is str and not identifier.strip():
-        raise PseudonymError("a lookup needs an identifier; the one given is empty or blank")
+    if identifier is None or (type(identifier) is str and not identifier.strip()):
+        raise PseudonymError("a lookup needs an identifier; the one given is empty, blank "
+                             "or null")
     result = LookupResult()
     keyed = []
     for i, (r, o) in enumerate(zip(policy.rules, policy.options, strict=True), 1):

@@ -315,3 +315,10 @@ def test_lookup_refuses_a_blank_identifier(tmp_path, identifier):
     r = run_cli("lookup", "-p", "edx", "--reason", "DSR-5", "-a", str(audit), "-",
                 env=key_env(), stdin=identifier.encode() + b"\n")
     assert r.returncode == 2 and r.stdout == b""
+
+
+def test_lookup_refuses_a_null_identifier(tmp_path):
+    """null is what every keyed action keeps as it is: its 'pseudonyms' were null."""
+    r = run_cli("lookup", "-p", "edx", "--reason", "DSR-6", "-a", str(tmp_path / "a.jsonl"),
+                "--json", "null", env=key_env())
+    assert r.returncode == 2 and r.stdout == b"" and b"null" in r.stderr
