@@ -413,7 +413,7 @@ def anonymise_bag(bag: db.Bag, policy: Policy | str, *, key: KeyRef | None = Non
         raise ValueError("input must be 'lines' or 'records'")
     if isinstance(policy, str):
         policy = Policy.load(policy)
-    keyed = any(REGISTRY[r.action].keyed or getattr(o, "replace", None) == "pseudonym"
+    keyed = any(REGISTRY[r.action].needs_key(o)
                 for r, o in zip(policy.rules, policy.options, strict=True))
     if keyed and key is None:
         key = KeyRef.env()

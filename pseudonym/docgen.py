@@ -107,7 +107,8 @@ def actions_reference() -> str:
         whole = ("sets the default inside" if a.structural else "replaces the whole value")
         lines.append(f"| [`{name}`](#{name}) | {yes[a.keyed]} | {yes[a.reversible]} | "
                      f"{yes[a.linkable]} | {whole} |")
-    lines += ["", "*Keyed*: needs the master key (`PSEUDONYM_KEY` or `--key-file`). "
+    lines += ["", "*Keyed*: needs the master key (`PSEUDONYM_KEY` or `--key-file`); "
+              "`scrub` needs it too with `replace: pseudonym`. "
               "*Linkable*: equal inputs give equal outputs, so records stay linkable "
               "through the field.", ""]
     for name, a in sorted(REGISTRY.items()):

@@ -65,7 +65,7 @@ def treatment(action: str, opts: Any) -> str:
 
 def properties(action: str, opts: Any = None) -> tuple[str, str, str]:
     """(reversible, linkable across records, linkable across domains) for an action."""
-    if action == "scrub" and getattr(opts, "replace", None) == "pseudonym":
+    if action == "scrub" and opts is not None and opts.keyed:
         return "no", "yes (through the pseudonyms it writes)", "no (keyed per domain)"
     if action == "reject":
         return "no (not written)", "no", "no"

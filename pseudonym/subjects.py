@@ -99,7 +99,7 @@ def _in_free_text(ctx: BuildContext):
 
 
 def _scrubs_to_pseudonyms(action: str, options: Any) -> bool:
-    return action == "scrub" and options.replace == "pseudonym"
+    return action == "scrub" and options.keyed
 
 
 def lookup(identifier: Any, policy: Policy, *, keys: KeyRing, reason: str,

@@ -50,6 +50,12 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @property
+    def keyed(self) -> bool:
+        """Whether these options make an action that is not keyed by nature use the key
+        (``scrub`` writing pseudonyms)."""
+        return False
+
     @classmethod
     def option_docs(cls) -> dict[str, str]:
         """Each option's docstring, read from the source when documentation asks for it.
@@ -160,6 +166,10 @@ class Action:
     identifies: Callable[[Any], list[str]] | None = None
     """The identifiers a value this action treats holds; set for actions whose fields are
     identifying by nature (agents, usernames, user ids)."""
+
+    def needs_key(self, options: Options) -> bool:
+        """Whether a rule of this action with these options uses the key."""
+        return self.keyed or options.keyed
 
 
 REGISTRY: dict[str, Action] = {}

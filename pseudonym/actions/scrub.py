@@ -177,6 +177,10 @@ class ScrubOptions(Options):
     replace: Literal["token", "pseudonym"] = "token"
     """token: ``[EMAIL]``, ``[USER]``...; pseudonym: ``[EMAIL:<keyed pseudonym>]``."""
 
+    @property
+    def keyed(self) -> bool:
+        return self.replace == "pseudonym"
+
 
 FIRST = frozenset({"email", "url"})
 """Detectors that run before the record's identifiers are removed: their matches contain
