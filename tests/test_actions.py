@@ -188,6 +188,19 @@ def test_generalise_by_decimal_width_puts_bounds_in_their_own_bucket():
     assert [shifted(v) for v in (0.35, 0.34)] == [0.35, 0.25]
 
 
+@pytest.mark.parametrize(("width", "origin"), [(0.1, 0), (0.2, 0.05), (7, 5), (0.1, 1e15)])
+def test_generalise_by_width_gives_the_decimal_bucket_of_every_value(width, origin):
+    """Bucketing takes the binary shortcut away from a bound only: near one, and far from
+    the origin, the bucket is still the one decimal arithmetic gives."""
+    from fractions import Fraction
+    fn = build("generalise", kind="number", width=width, origin=origin)
+    w, o = Fraction(repr(width)), Fraction(repr(float(origin)))
+    for k in range(-30, 30):
+        for v in (float(k * w + o), float(k * w + o + w / 2), k * 7 + 3):
+            want = float((Fraction(repr(v)) - o) // w * w + o)
+            assert fn(v) == want, v
+
+
 def test_generalise_wrong_type_rejects_the_record_without_echoing_it():
     p = make_policy([{"path": "$.t", "action": "generalise",
                       "options": {"kind": "timestamp", "unit": "day"}}])

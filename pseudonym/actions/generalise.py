@@ -125,15 +125,19 @@ def _number(width: float | None, origin: float, bounds: list[float] | None):
 
     if width is not None:
         w, o = _decimal(width), _decimal(origin)
+        scale = math.lcm(w.denominator, o.denominator)
+        step, start = int(w * scale), int(o * scale)  # whole numbers of 1/scale
 
         def by_width(value: Any) -> Any:
             if value is None:
                 return None
             check(value)
             try:
-                if not math.isfinite((value - origin) / width):
-                    raise OverflowError
-                return _num(float(math.floor((_decimal(value) - o) / w) * w + o))
+                q = (value - origin) / width
+                k = math.floor(q)
+                if min(q - k, k + 1 - q) <= 1e-12 * ((abs(value) + abs(origin)) / width + 1):
+                    k = (_decimal(value) * scale - start) // step  # near a bound: in decimal
+                return _num((k * step + start) / scale)
             except (OverflowError, ValueError):  # beyond a double, or an infinite bucket
                 raise ActionError("number too large to bucket") from None
         return by_width
