@@ -29,8 +29,8 @@ class HashOptions(Options):
     bits: int = Field(53, ge=32, le=63)
     """For integer: size of the integer (53 keeps it exact in JavaScript)."""
     normalise: tuple[Normaliser, ...] = ()
-    """String normalisation before hashing, in order: strip, lower, nfc, nfkc (every
-    string in the value, however deep)."""
+    """String normalisation before hashing, in order: strip, lower, nfc, nfkc (for hash,
+    every string in the value, however deep; for agent, the account name)."""
     prefix: str = ""
     """Text put before a hex or base32 pseudonym."""
 
