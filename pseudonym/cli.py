@@ -60,11 +60,7 @@ class Command:
 
 
 def err(message: str) -> None:
-    """One line on stderr. Standard error that cannot be written (a reader gone, a full
-    disk) loses the line but never stops the run: its failure would pass for the
-    output's (standard output closing exits 0, having published nothing)."""
-    with suppress(OSError):
-        print(f"pseudonym: {message}", file=sys.stderr, flush=True)
+    print(f"pseudonym: {message}", file=sys.stderr, flush=True)
 
 
 def _echoing_key_warnings(read: Callable[[], T]) -> T:
@@ -456,11 +452,36 @@ class _ClosedOutput(io.RawIOBase):
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
+class _Diagnostics(io.RawIOBase):
+    """Standard error, best effort: a reader gone or a full disk loses the lines but never
+    stops the run. Its failure would pass for the output's (a BrokenPipeError is taken for
+    standard output closing: exit 0, nothing published, a failed check or verification
+    passed)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fd)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, b: Any) -> int:
+        with suppress(OSError):
+            return os.write(self.fd, b)
+        return len(b)
+
+
 def _stand_in_for_closed_streams() -> None:
     """Started with descriptor 0, 1 or 2 closed, Python leaves ``sys.stdout`` (...) None,
     and the next file opened would take the descriptor: whatever then goes to standard
     output would go into it. The descriptors get ``/dev/null``; standard output fails
-    when written to (so a result is never lost silently), standard error is silenced."""
+    when written to (so a result is never lost silently), standard error is silenced; and
+    standard error is written best effort (``_Diagnostics``)."""
     closed = []
     for fd in (0, 1, 2):
         try:
@@ -472,8 +493,9 @@ def _stand_in_for_closed_streams() -> None:
             break
     if sys.stdout is None:
         sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedOutput()), encoding="utf-8")
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the whole run)
+    sys.stderr = io.TextIOWrapper(io.BufferedWriter(_Diagnostics(2)),
+                                  encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                                  errors="backslashreplace", line_buffering=True)
 
 
 def entry() -> None:

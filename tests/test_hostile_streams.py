@@ -105,6 +105,33 @@ def test_a_closed_standard_error_neither_stops_the_run_nor_passes_for_success(wo
     assert entry["errors"] == {"invalid-json": {"count": 1, "records": [50_001]}}
 
 
+def test_a_closed_standard_error_fails_nothing_open(work):
+    """Found by review: only err() was made best effort, so any other line on standard
+    error (a lookup's note, a failed check or verification) still raised BrokenPipeError,
+    taken for standard output closing: exit 0 with nothing printed, a damaged audit log
+    'verified', an invalid policy 'checked'."""
+    (work / "audit.jsonl").write_text("not an audit entry\n")
+    (work / "bad.yaml").write_text("name: p\n")
+    (work / "shifted.yaml").write_text(
+        'name: s\nversion: "1"\ndomain: d\nrules:\n'
+        '  - {path: $.user, action: learner_id, why: who}\n'
+        '  - {path: $.t, action: date_shift, options: {days: 3, learner: $.user}, why: when}\n')
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "pseudonym", *args], stderr=w,
+                                  stdout=subprocess.PIPE, env=ENV, timeout=60)
+        verified = run("audit", "verify", str(work / "audit.jsonl"))
+        checked = run("check", str(work / "bad.yaml"))
+        looked_up = run("lookup", "-p", str(work / "shifted.yaml"), "--reason", "DSR-1",
+                        "-a", str(work / "lookups.jsonl"), "learner-0042")
+    finally:
+        os.close(w)
+    assert verified.returncode == 1 and checked.returncode == 1
+    assert looked_up.returncode == 0 and looked_up.stdout.startswith(b"rule 1\tlearner_id")
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_full_disk_on_standard_output(work, workers):
     with open("/dev/full", "wb") as full:
