@@ -164,11 +164,18 @@ def test_full_disk_on_an_output_file_publishes_nothing(work, name):
     assert only_entry(work)["status"] == "failed"
 
 
+def interruptible() -> None:
+    """Ctrl-C as a terminal delivers it: a test suite started in the background (``&``)
+    hands its children SIGINT ignored, and a run would then never be interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_publishes_nothing_and_is_audited(work, sig):
     out = work / "out.jsonl"
     p = subprocess.Popen(cmd(work, "-o", str(out)), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                         preexec_fn=interruptible)
     assert p.stdin is not None
     p.stdin.write(b"".join(json.dumps({"n": i, "who": "x"}).encode() + b"\n"
                            for i in range(1000)))
@@ -194,7 +201,8 @@ def test_interrupted_run_into_a_pipe_says_its_output_is_incomplete(work, workers
     """Written in place (standard output, a pipe), part of the output has reached its
     reader before the signal: the message says so, not that nothing was published."""
     p = subprocess.Popen(cmd(work, "--workers", workers), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                         preexec_fn=interruptible)
     assert p.stdin is not None and p.stdout is not None and p.stderr is not None
     data = (work / "in.jsonl").read_bytes()
 
