@@ -11,7 +11,7 @@ from pydantic import Field
 from .base import ActionError, BuildContext, Options, action
 
 USER_SEGMENTS = ("u", "users", "accounts", "profile", "profiles", "learner", "learners",
-                 "student", "students", "preferences", "progress", "certificates")
+                 "student", "students", "preferences", "progress")
 _EMAIL = re.compile(r"(?<![\w.%+@-])[\w.%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
                     r"(?![\w-])", re.IGNORECASE)
 """An e-mail address anywhere in a segment (``mailto:a@b.fr``), but not in an Open edX
@@ -23,8 +23,8 @@ class UrlOptions(Options):
     """What replaces a path segment that names a person (URL-safe characters only)."""
     after: tuple[str, ...] = USER_SEGMENTS
     """A segment that follows one of these (compared lower-cased) names a person, as in
-    Open edX ``/u/<username>``, ``/api/user/v1/accounts/<username>`` or
-    ``/certificates/<verify_uuid>`` (a public page that shows its holder's full name)."""
+    Open edX ``/u/<username>`` or ``/api/user/v1/accounts/<username>``. A list given here
+    replaces the default one: the ``edx`` policy adds ``certificates``."""
 
 
 def treat_url(text: str, forms: frozenset[str], markers: frozenset[str], token: str) -> str:
