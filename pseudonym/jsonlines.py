@@ -294,10 +294,11 @@ class AtomicOutput:
 
 
 def _published_mode(st: os.stat_result | None) -> int:
-    """The mode the output gets: the replaced file's, or what creating it would give under
-    the umask (``mkstemp`` makes the temporary file readable by its owner only)."""
+    """The mode the output gets: the replaced file's permission bits (never its set-id
+    bits), or what creating it would give under the umask (``mkstemp`` makes the
+    temporary file readable by its owner only)."""
     if st is not None:
-        return stat.S_IMODE(st.st_mode)
+        return stat.S_IMODE(st.st_mode) & 0o777
     umask = os.umask(0o077)
     os.umask(umask)
     return 0o666 & ~umask

@@ -296,8 +296,8 @@ def test_complete_run_publishes_atomically(work):
     assert only_entry(work)["status"] == "completed"
 
 
-@pytest.mark.parametrize(("before", "after"), [(None, 0o640), (0o604, 0o604)],
-                         ids=["new", "replaced"])
+@pytest.mark.parametrize(("before", "after"), [(None, 0o640), (0o604, 0o604), (0o6755, 0o755)],
+                         ids=["new", "replaced", "replaced set-id"])
 def test_a_published_file_has_the_mode_a_shell_redirection_would_give(work, before, after):
     """The temporary file is made readable by its owner only; published as it was, a new
     output ignored the umask (0600 where ``> out.jsonl`` gives 0640 under umask 027), and
