@@ -480,8 +480,7 @@ def _stand_in_for_closed_streams() -> None:
     """Started with descriptor 0, 1 or 2 closed, Python leaves ``sys.stdout`` (...) None,
     and the next file opened would take the descriptor: whatever then goes to standard
     output would go into it. The descriptors get ``/dev/null``; standard output fails
-    when written to (so a result is never lost silently), standard error is silenced; and
-    standard error is written best effort (``_Diagnostics``)."""
+    when written to (so a result is never lost silently), standard error is silenced."""
     closed = []
     for fd in (0, 1, 2):
         try:
@@ -493,6 +492,10 @@ def _stand_in_for_closed_streams() -> None:
             break
     if sys.stdout is None:
         sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedOutput()), encoding="utf-8")
+
+
+def _best_effort_stderr() -> None:
+    """Standard error through ``_Diagnostics`` (descriptor 2 is open by now)."""
     sys.stderr = io.TextIOWrapper(io.BufferedWriter(_Diagnostics(2)),
                                   encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
                                   errors="backslashreplace", line_buffering=True)
@@ -507,6 +510,7 @@ def entry() -> None:
     if hasattr(signal, "SIGHUP"):  # a closed terminal: clean up (temporary files) as well
         signal.signal(signal.SIGHUP, _terminate)
     _stand_in_for_closed_streams()
+    _best_effort_stderr()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -47,8 +47,13 @@ class _Rule:
     why: str
 
     def same(self, other: _Rule) -> bool:
-        return (self.action, self.options, self.identifying, self.why) == (
-            other.action, other.options, other.identifying, other.why)
+        return self.treats_alike(other) and (self.identifying, self.why) == (
+            other.identifying, other.why)
+
+    def treats_alike(self, other: _Rule) -> bool:
+        """Whether both give a field the same output, whatever their number or why
+        (whether its values are sought elsewhere is shown apart)."""
+        return (self.action, self.options) == (other.action, other.options)
 
 
 def _numbered(p: Policy) -> list[_Rule]:
@@ -128,12 +133,6 @@ def _fate(rules: list[_Rule], tracer: Tracer, e: Entry) -> tuple[str, _Rule | No
     return f"{d.treatment} (rule {d.rule})", rules[d.rule - 1]
 
 
-def _same(a: _Rule, b: _Rule) -> bool:
-    """Whether two deciding rules give a field the same output, whatever their number or
-    why (whether its values are sought elsewhere is shown apart)."""
-    return (a.action, a.options) == (b.action, b.options)
-
-
 def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
     """The review document, and whether anything changed."""
     doc = Doc(f"Changes from {old.name} {old.version} to {new.name} {new.version}")
@@ -191,7 +190,7 @@ def diff(old: Policy, new: Policy) -> tuple[Doc, bool]:
     for e in entries(formats_of(top)):
         (fo, by_o), (fn, by_n) = _fate(ro, to, e), _fate(rn, tn, e)
         moved = fo.split(" ")[0] != fn.split(" ")[0]
-        if not moved and by_o and by_n and not _same(by_o, by_n):
+        if not moved and by_o and by_n and not by_o.treats_alike(by_n):
             moved = True  # another rule of the same action, with other options
             fo, fn = f"{fo}: {_describe(by_o, by_n)}", f"{fn}: {_describe(by_n, by_o)}"
         if e.kind == "direct":

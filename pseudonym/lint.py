@@ -201,16 +201,7 @@ def _flagged_false(policy: Policy, rule: int | None) -> bool:
 def _as_is(policy: Policy, rule: int | None) -> str | None:
     """Why a rule whose action seems to treat its values gives them back unchanged, if it
     does: such a rule keeps an identifier or free text as surely as ``keep``."""
-    if rule is None:
-        return None
-    action, o = policy.rules[rule - 1].action, policy.options[rule - 1]
-    if (action == "ipv4_prefix" and o.prefix == 32) or (
-            action == "generalise" and o.kind == "ip"
-            and (o.ipv4_prefix == 32 or o.ipv6_prefix == 128)):
-        return "a full-length prefix keeps every bit of the address"
-    if action == "scrub" and not (o.detectors or o.patterns or o.record):
-        return "scrub with no detector, no pattern and record: false finds nothing"
-    return None
+    return None if rule is None else policy.options[rule - 1].unchanged
 
 
 def _names(rule: Any, loc: Loc) -> bool:

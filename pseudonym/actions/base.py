@@ -56,6 +56,12 @@ class Options(BaseModel):
         (``scrub`` writing pseudonyms)."""
         return False
 
+    @property
+    def unchanged(self) -> str | None:
+        """Why these options make the action give its values back as they came, if they
+        do (``check`` then counts the rule as ``keep``)."""
+        return None
+
     @classmethod
     def option_docs(cls) -> dict[str, str]:
         """Each option's docstring, read from the source when documentation asks for it.
@@ -173,6 +179,9 @@ class Action:
 
 
 REGISTRY: dict[str, Action] = {}
+
+
+FULL_PREFIX = "a full-length prefix keeps every bit of the address"
 
 
 class NoOptions(Options):

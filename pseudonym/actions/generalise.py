@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ActionError, BuildContext, Options, action
+from .base import FULL_PREFIX, ActionError, BuildContext, Options, action
 
 Unit = Literal["second", "minute", "hour", "day", "month", "year"]
 _ZERO = {"second": {"microsecond": 0},
@@ -37,6 +37,12 @@ class GeneraliseOptions(Options):
     """number: where the buckets of width start."""
     bounds: list[float] | None = None
     """number: ascending bucket bounds; the value becomes a label such as "18-25"."""
+
+    @property
+    def unchanged(self) -> str | None:
+        if self.kind == "ip" and (self.ipv4_prefix == 32 or self.ipv6_prefix == 128):
+            return FULL_PREFIX
+        return None
 
     @model_validator(mode="after")
     def _check(self) -> GeneraliseOptions:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..canonical import canonical_bytes
-from .base import ActionError, BuildContext, Options, action, scalar_identifiers
+from .base import FULL_PREFIX, ActionError, BuildContext, Options, action, scalar_identifiers
 from .keyed import HashOptions, keyed_encoding
 
 
@@ -48,6 +48,10 @@ def learner_id(options: LearnerOptions, ctx: BuildContext):
 class IPv4Options(Options):
     prefix: int = Field(24, ge=0, le=32)
     """Bits kept of an IPv4 address."""
+
+    @property
+    def unchanged(self) -> str | None:
+        return FULL_PREFIX if self.prefix == 32 else None
 
 
 @action("ipv4_prefix", IPv4Options, linkable=True,

@@ -181,6 +181,12 @@ class ScrubOptions(Options):
     def keyed(self) -> bool:
         return self.replace == "pseudonym"
 
+    @property
+    def unchanged(self) -> str | None:
+        if self.detectors or self.patterns or self.record:
+            return None
+        return "scrub with no detector, no pattern and record: false finds nothing"
+
 
 FIRST = frozenset({"email", "url"})
 """Detectors that run before the record's identifiers are removed: their matches contain
