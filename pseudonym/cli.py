@@ -197,7 +197,10 @@ def _anonymise(a: argparse.Namespace) -> int:
                 else:
                     live = out.path is None
                     for first_line, block in _read(iter_blocks(src), a.input):
-                        write(run_block(plan, block, stats, first_line, report))
+                        part = RunStats()
+                        treated = run_block(plan, block, part, first_line, report)
+                        stats.merge(part)
+                        write(treated)
                         if live:
                             out.stream.flush()
                         else:

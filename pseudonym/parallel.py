@@ -376,8 +376,8 @@ class _Collector:
 
     def __call__(self, fut: Future) -> None:
         out, part, rejected, lines = fut.result()
-        self.write(out)
         self.stats.merge(shift_positions(part, self.lines))
+        self.write(out)
         if self.on_reject is not None:
             for e in rejected:
                 self.on_reject(e.at(e.position + self.lines))

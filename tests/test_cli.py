@@ -202,3 +202,31 @@ def test_standard_output_redirected_to_the_audit_log_is_refused(tmp_path):
     assert r.stderr == (b"pseudonym: standard output: is the audit log; write the output to "
                         b"another file\n")
     assert audit.read_bytes() == before
+
+
+def test_an_interrupted_run_audits_the_blocks_it_wrote_not_the_one_it_was_treating(
+        tmp_path, monkeypatch, capsys):
+    """Stopped while treating its second block of lines, a one-process run counts the first
+    block in its audit entry, as a run with workers does: not records that never left."""
+    from pseudonym import cli
+
+    line = (TRACES.read_bytes().splitlines()[0] + b"\n")
+    per_block = (1 << 20) // len(line) + 1
+    (tmp_path / "in.jsonl").write_bytes(line * (per_block * 2))
+    real, calls = cli.run_block, []
+
+    def stopped_in_second_block(plan, block, stats, start, report):
+        out = real(plan, block, stats, start, report)
+        calls.append(block.count(b"\n"))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setenv("PSEUDONYM_KEY", KEY.text)
+    monkeypatch.setattr(cli, "run_block", stopped_in_second_block)
+    code = cli.main(["anonymise", "-p", POLICY, "-i", str(tmp_path / "in.jsonl"),
+                     "-a", str(tmp_path / "audit.jsonl")])
+    entry = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[0])
+    assert code == 130 and entry["status"] == "interrupted"
+    assert entry["records"]["read"] == entry["records"]["written"] == calls[0] > 0
+    assert len(capsys.readouterr().out.splitlines()) == calls[0]

@@ -79,7 +79,9 @@ def test_closed_pipe_downstream_exits_cleanly(work, workers):
     assert p.stderr.read() == b""
     entries = read_entries(work / "audit.jsonl")
     assert [e["status"] for e in entries] == ["interrupted", "interrupted"]
-    assert all(e["records"]["written"] < 50_000 for e in entries)
+    # A line reached the reader: the audit counts the block it came in, never fewer records
+    # than may have left, and not the blocks after it.
+    assert all(1 <= e["records"]["written"] < 50_000 for e in entries)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
