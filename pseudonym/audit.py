@@ -8,6 +8,9 @@ path shapes, key ids and record numbers, never a value from a trace or a key.
 
 A log keeps one audit key, or none, from its first entry to its last, and a failed write
 leaves it as it was: anything else would leave it unverifiable for good.
+
+Neither shows that the last entries were removed: verifying against an ``Anchor``, a copy
+of an entry (or of its hash) kept outside the pipeline, does.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,6 +62,12 @@ def load_entry(line: bytes) -> Any:
     holds and whose canonical form cannot be written (so neither chained nor sealed).
     Raises ValueError or RecursionError."""
     return json.loads(line, parse_constant=_no_constant, parse_float=_finite)
+
+
+def entry_hash(line: bytes) -> str:
+    """The SHA-256 of an entry's line: the next entry's ``prev``, and what to keep outside
+    the pipeline to verify the log against later."""
+    return hashlib.sha256(line).hexdigest()
 
 
 def _mac_key(key: MasterKey | None) -> bytes | None:
@@ -181,7 +191,7 @@ class AuditLog:
         fd = f.fileno()
         size = os.fstat(fd).st_size
         last = _last_line(f)
-        prev = GENESIS if last is None else hashlib.sha256(last).hexdigest()
+        prev = GENESIS if last is None else entry_hash(last)
         line = _seal(entry, self._next_seq(last), prev, self._mac_key)
         data = memoryview(line + b"\n")
         try:
@@ -243,15 +253,92 @@ class Verification:
     ok: bool
     entries: int
     broken_at: int | None = None
-    """1-based line number of the first entry that does not verify."""
+    """1-based line number of the first entry that does not verify; None when every entry
+    does but the anchor's is not among them."""
     reason: str = ""
     hmac_checked: bool = False
+    last_hash: str | None = None
+    """The last entry's hash, to keep outside the pipeline; None unless the log verifies."""
+    anchored_at: int | None = None
+    """The number of the entry the anchor given is a copy of."""
 
     def __str__(self) -> str:
         if self.ok:
             how = "hash chain and HMACs" if self.hmac_checked else "hash chain"
-            return f"intact: {self.entries} entries, {how} verified"
+            kept = (f"; entry {self.anchored_at} is the one kept elsewhere"
+                    if self.anchored_at is not None else "")
+            return f"intact: {self.entries} entries, {how} verified{kept}"
+        if self.broken_at is None:
+            return self.reason
         return f"broken at entry {self.broken_at}: {self.reason}"
+
+
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A copy of one entry kept outside the pipeline (after a run, its last): the log must
+    still hold it, which the chain alone cannot show once its last entries are removed.
+    The whole line also says which entry it is and, with the audit key, whether the copy
+    itself was changed; its hash is enough to find it."""
+
+    sha256: str
+    line: bytes | None = None
+    """The entry's canonical line, when the copy is the whole line."""
+
+    @classmethod
+    def parse(cls, copy: str | bytes, where: str = "anchor") -> Anchor:
+        """The entry's line as copied (reformatted JSON too: a ticket may re-indent it) or
+        its SHA-256 in hex. ``where`` names the copy in errors, which never quote it."""
+        data = copy.encode("utf-8", "surrogatepass") if isinstance(copy, str) else copy
+        anchor = _one_copy(data)
+        if anchor is not None:
+            return anchor
+        lines = [x for x in data.splitlines() if x.strip()]
+        if len(lines) > 1 and all(_one_copy(x) is not None for x in lines):
+            raise AuditError(f"{where}: holds {len(lines)} lines; give one entry, the last one "
+                             "kept (tail -n 1)")
+        raise AuditError(f"{where}: neither a line of the audit log nor an entry's SHA-256 "
+                         "(64 hex digits)")
+
+    @property
+    def seq(self) -> int | None:
+        return json.loads(self.line)["seq"] if self.line is not None else None
+
+    def _missing_from(self, entries: int, mac_key: bytes | None) -> str:
+        """Why a log of ``entries`` verified entries does not hold this one."""
+        seq = self.seq
+        if seq is None:
+            return (f"no entry has the hash kept elsewhere ({self.sha256}): entries were "
+                    "removed from the end of the log, it was rewritten, or the copy is of "
+                    "another log")
+        if mac_key is not None:
+            entry = json.loads(self.line)
+            if entry.get("hmac") != _entry_hmac(mac_key, entry):
+                return (f"the copy of entry {seq} kept elsewhere does not verify under the "
+                        "audit key: it was changed, or is of a log under another key")
+        if seq > entries:
+            end = f"ends at entry {entries}" if entries else "is empty"
+            which = "last entries" if entries else "entries"
+            return (f"entry {seq}, kept elsewhere, is missing: the log {end}; its {which} "
+                    "were removed, or the copy is of another log")
+        return (f"entry {seq} is not the one kept elsewhere: the log was rewritten, or the "
+                "copy is of another log")
+
+
+def _one_copy(data: bytes) -> Anchor | None:
+    text = data.strip()
+    if SHA256_HEX.fullmatch(text.decode("ascii", "replace")):
+        return Anchor(text.decode("ascii").lower())
+    try:
+        entry = load_entry(text)
+        if not isinstance(entry, dict) or type(entry.get("seq")) is not int or entry["seq"] < 1:
+            return None
+        line = dumps(entry).encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        return None
+    return Anchor(entry_hash(line), line)
 
 
 def split_lines(data: bytes) -> tuple[list[bytes], bool]:
@@ -262,16 +349,22 @@ def split_lines(data: bytes) -> tuple[list[bytes], bool]:
     return (data.split(b"\n")[:-1] if data else []), False
 
 
-def verify(path: str | os.PathLike[str], key: MasterKey | None = None) -> Verification:
-    """Check the chain (and the HMACs when ``key`` is given) from the first line on."""
+def verify(path: str | os.PathLike[str], key: MasterKey | None = None,
+           anchor: Anchor | str | bytes | None = None) -> Verification:
+    """Check the chain (and the HMACs when ``key`` is given) from the first line on and,
+    given an ``anchor`` (an ``Anchor``, or what ``Anchor.parse`` reads), that the log holds
+    that entry among its verified ones; later entries may follow it."""
+    if anchor is not None and not isinstance(anchor, Anchor):
+        anchor = Anchor.parse(anchor)
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise AuditError(f"{path}: cannot read audit log ({e.strerror})") from None
-    return verify_bytes(data, key)
+    return verify_bytes(data, key, anchor)
 
 
-def verify_bytes(data: bytes, key: MasterKey | None = None) -> Verification:
+def verify_bytes(data: bytes, key: MasterKey | None = None,
+                 anchor: Anchor | None = None) -> Verification:
     """``verify`` on the log's content, so that a report reads the log once.
 
     When an entry does not chain to the one before it, the HMAC decides which to blame:
@@ -281,6 +374,7 @@ def verify_bytes(data: bytes, key: MasterKey | None = None) -> Verification:
     mac_key = _mac_key(key)
     lines, partial = split_lines(data)
     prev = GENESIS
+    anchored_at = None
     for n, line in enumerate(lines, 1):
         if partial and n == len(lines):
             return Verification(False, n - 1, n, "the last entry is incomplete")
@@ -311,8 +405,14 @@ def verify_bytes(data: bytes, key: MasterKey | None = None) -> Verification:
         if not sealed:
             return Verification(False, n - 1, n, "HMAC does not match (forged, or another "
                                 "audit key)")
-        prev = hashlib.sha256(line).hexdigest()
-    return Verification(True, len(lines), hmac_checked=mac_key is not None)
+        prev = entry_hash(line)
+        if anchor is not None and prev == anchor.sha256:
+            anchored_at = n
+    if anchor is not None and anchored_at is None:
+        return Verification(False, len(lines), reason=anchor._missing_from(len(lines), mac_key),
+                            hmac_checked=mac_key is not None)
+    return Verification(True, len(lines), hmac_checked=mac_key is not None,
+                        last_hash=prev if lines else None, anchored_at=anchored_at)
 
 
 def read_entries(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -24,10 +24,11 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from . import __version__, cli_dpo
-from .audit import AUDIT_KEY_ENV, AuditLog, verify
+from .audit import AUDIT_KEY_ENV, SHA256_HEX, Anchor, AuditLog, verify
 from .engine import RunStats, compile_plan, run_block
 from .errors import PseudonymError, RecordError, StreamError
 from .jsonlines import AtomicOutput, open_input
@@ -346,17 +347,28 @@ def _schema(a: argparse.Namespace) -> int:
 _AUDIT_TEXT = (
     "work with an audit log",
          "Audit log commands. 'verify' checks the hash chain (and HMACs, given the audit "
-         "key): exit 0 when intact, 1 naming the first broken entry.",
-         "example:\n  pseudonym audit verify audit.jsonl")
+         "key): exit 0 when intact, 1 naming the first broken entry. It prints the last "
+         "entry's SHA-256: keep it outside the pipeline, and give it back with --anchor to "
+         "catch the removal of the last entries, which the chain alone cannot show.",
+         "examples:\n  pseudonym audit verify audit.jsonl\n"
+         "  tail -n 1 audit.jsonl > /mnt/dpo/audit-last.jsonl   # after each run\n"
+         "  pseudonym audit verify audit.jsonl --anchor /mnt/dpo/audit-last.jsonl")
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="audit_command", required=True, metavar="{verify,report}")
     v = sub.add_parser("verify", help="verify an audit log's chain",
                        description="Verify the hash chain of an audit log and, with the audit "
-                       "key, every entry's HMAC.")
+                       "key, every entry's HMAC; with --anchor, that the log still holds the "
+                       "entry kept outside the pipeline. When it verifies, print the last "
+                       "entry's SHA-256, to keep.")
     v.add_argument("file", help="audit log (JSON lines)")
     v.add_argument("--audit-key-file", help=f"audit key (default: ${AUDIT_KEY_ENV}, if set)")
+    v.add_argument("--anchor", metavar="COPY",
+                   help="a copy of an entry kept outside the pipeline (after each run, the "
+                   "last): its SHA-256 (64 hex digits, as this command prints it), or a file "
+                   "holding its line or that hash, - for standard input. Exit 1 unless the "
+                   "log holds that entry among its verified ones; entries may follow it")
     r = sub.add_parser("report", help="summarise an audit log for the DPO",
                        description="Summarise an audit log: runs by policy, version and key "
                        "id, records read/written/rejected, lookups and re-identifications "
@@ -367,9 +379,30 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
 def _audit(a: argparse.Namespace) -> int:
     if a.audit_command == "report":
         return cli_dpo.report(a)
-    result = verify(a.file, load_audit_key(a.audit_key_file))
+    result = verify(a.file, load_audit_key(a.audit_key_file),
+                    _anchor(a.anchor) if a.anchor is not None else None)
     print(f"{a.file}: {result}", file=sys.stdout if result.ok else sys.stderr)
+    if result.last_hash is not None:
+        print(f"{a.file}: last entry {result.entries}, sha256 {result.last_hash}")
     return EXIT_OK if result.ok else EXIT_REJECTED
+
+
+def _anchor(value: str) -> Anchor:
+    """``--anchor``: an entry's SHA-256 as given, or the file (``-``: standard input)
+    holding the copy."""
+    if value == "-":
+        return Anchor.parse(sys.stdin.buffer.read(), "standard input")
+    if SHA256_HEX.fullmatch(value):
+        return Anchor.parse(value, "--anchor")
+    if not value.strip():
+        raise PseudonymError("--anchor: empty; give an entry's SHA-256 (64 hex digits) or a "
+                             "file holding the copy")
+    try:
+        data = Path(value).read_bytes()
+    except OSError as e:
+        raise PseudonymError(f"--anchor: {value}: neither an entry's SHA-256 (64 hex digits) "
+                             f"nor a file that can be read ({e.strerror})") from None
+    return Anchor.parse(data, value)
 
 
 COMMANDS: dict[str, Command] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -10,7 +11,7 @@ import re
 import pytest
 
 from pseudonym import AuditError, AuditLog, KeyRing, MasterKey, RecordError, anonymise
-from pseudonym.audit import read_entries, verify
+from pseudonym.audit import Anchor, entry_hash, read_entries, verify
 from pseudonym.canonical import dumps
 
 from .conftest import make_policy
@@ -349,3 +350,217 @@ def test_lookup_without_the_audit_key_leaves_a_keyed_log_alone(tmp_path):
     assert b"learner-0001" not in r.stderr and audit.read_bytes() == before
     r = run_cli("audit", "verify", str(audit), "--audit-key-file", str(audit_key))
     assert r.returncode == 0, r.stderr
+
+
+# -- a copy of an entry kept elsewhere (the anchor) ---------------------------------------
+def _runs(tmp_path, keys, key, n, name="audit.jsonl"):
+    path = tmp_path / name
+    for _ in range(n):
+        with AuditLog.open(path, key) as audit:
+            list(anonymise(RECORDS, make_policy(RULES), keys=keys, audit=audit, on_error="skip"))
+    return path
+
+
+def _kept(path, as_line):
+    last = path.read_bytes().splitlines()[-1]
+    return last if as_line else hashlib.sha256(last).hexdigest()
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["chain", "hmac"])
+@pytest.mark.parametrize("as_line", [True, False], ids=["line", "hash"])
+def test_a_truncated_log_is_refused_against_the_entry_kept_elsewhere(tmp_path, keys, with_key,
+                                                                     as_line):
+    key = MasterKey.generate() if with_key else None
+    path = _runs(tmp_path, keys, key, 3)
+    kept = _kept(path, as_line)
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:2]))
+    assert verify(path, key).ok
+    result = verify(path, key, anchor=kept)
+    assert not result.ok and result.entries == 2 and result.last_hash is None
+    if as_line:
+        assert str(result) == ("entry 3, kept elsewhere, is missing: the log ends at entry 2; "
+                               "its last entries were removed, or the copy is of another log")
+    else:
+        assert str(result).startswith(f"no entry has the hash kept elsewhere ({kept}): entries "
+                                      "were removed from the end of the log")
+    path.write_bytes(b"")
+    assert not verify(path, key, anchor=kept).ok
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["chain", "hmac"])
+@pytest.mark.parametrize("as_line", [True, False], ids=["line", "hash"])
+def test_an_intact_or_grown_log_holds_the_entry_kept_elsewhere(tmp_path, keys, with_key,
+                                                               as_line):
+    key = MasterKey.generate() if with_key else None
+    path = _runs(tmp_path, keys, key, 2)
+    kept = _kept(path, as_line)
+    result = verify(path, key, anchor=kept)
+    assert result.ok and result.anchored_at == 2 and result.hmac_checked == with_key
+    assert result.last_hash == hashlib.sha256(path.read_bytes().splitlines()[-1]).hexdigest()
+    assert str(result).endswith("verified; entry 2 is the one kept elsewhere")
+    before = result.last_hash
+    _runs(tmp_path, keys, key, 2)
+    result = verify(path, key, anchor=kept)
+    assert result.ok and (result.entries, result.anchored_at) == (4, 2)
+    assert result.last_hash == _kept(path, as_line=False) != before
+
+
+def test_the_whole_line_kept_may_have_been_reformatted(tmp_path, keys):
+    """A ticket or a wiki may re-indent the JSON it is pasted into: the entry is the same."""
+    path = _runs(tmp_path, keys, None, 2)
+    pretty = json.dumps(json.loads(_kept(path, as_line=True)), indent=4).encode()
+    assert verify(path, anchor=pretty + b"\r\n").anchored_at == 2
+    assert verify(path, anchor=_kept(path, as_line=False).upper()).anchored_at == 2
+
+
+@pytest.mark.parametrize("as_line", [True, False], ids=["line", "hash"])
+def test_a_forged_copy_is_refused(tmp_path, keys, as_line):
+    key = MasterKey.generate()
+    path = _runs(tmp_path, keys, key, 3)
+    if as_line:
+        entry = json.loads(_kept(path, as_line=True))
+        entry["records"]["rejected"] = 0
+        forged = dumps(entry).encode()
+    else:
+        digest = _kept(path, as_line=False)
+        forged = ("0" if digest[0] != "0" else "1") + digest[1:]
+    assert not verify(path, anchor=forged).ok
+    result = verify(path, key, anchor=forged)
+    assert not result.ok and result.entries == 3
+    if as_line:
+        assert str(result) == ("the copy of entry 3 kept elsewhere does not verify under the "
+                               "audit key: it was changed, or is of a log under another key")
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["chain", "hmac"])
+@pytest.mark.parametrize("as_line", [True, False], ids=["line", "hash"])
+def test_a_copy_from_another_log_is_refused(tmp_path, keys, with_key, as_line):
+    key = MasterKey.generate() if with_key else None
+    path = _runs(tmp_path, keys, key, 3)
+    other = _runs(tmp_path, keys, key, 3, name="other.jsonl")
+    result = verify(path, key, anchor=_kept(other, as_line))
+    assert not result.ok and "the copy is of another log" in str(result)
+    assert result.anchored_at is None
+
+
+def test_a_broken_chain_is_named_before_the_copy_is_looked_for(tmp_path, keys):
+    path = _runs(tmp_path, keys, None, 3)
+    kept = _kept(path, as_line=False)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[2])
+    result = verify(path, anchor=kept)
+    assert not result.ok and result.broken_at == 2 and "removed" in result.reason
+
+
+@pytest.mark.parametrize("copy", [b"", b"not an entry alice@example.org", b"[1]",
+                                  b'{"seq":"3","who":"alice@example.org"}', b"abc123",
+                                  b'{"seq":0}', "a" * 63, b"\xff\xfe", b'{"seq":1,"x":NaN}',
+                                  b'{"seq":1,"x":"\\ud800"}', b"[" * 100_000])
+def test_a_copy_that_is_neither_an_entry_nor_its_hash_is_refused(tmp_path, copy):
+    path = tmp_path / "a.jsonl"
+    AuditLog.open(path).append({"entry": "note"})
+    with pytest.raises(AuditError) as e:
+        verify(path, anchor=copy)
+    assert str(e.value).startswith("anchor: neither a line of the audit log nor an entry's "
+                                   "SHA-256 (64 hex digits)")
+    assert "alice" not in str(e.value)
+
+
+def test_an_empty_log_does_not_hold_the_entry_kept(tmp_path):
+    path = tmp_path / "a.jsonl"
+    kept = _three_entries(path, None)[2]
+    path.write_bytes(b"")
+    assert str(verify(path, anchor=kept)) == ("entry 3, kept elsewhere, is missing: the log "
+                                              "is empty; its entries were removed, or the "
+                                              "copy is of another log")
+
+
+def test_a_copy_of_several_entries_is_refused(tmp_path):
+    path = tmp_path / "a.jsonl"
+    lines = _three_entries(path, None)
+    for copies in (lines[1] + lines[2], b"\n".join(entry_hash(x.rstrip()).encode()
+                                                   for x in lines)):
+        with pytest.raises(AuditError) as e:
+            Anchor.parse(copies, "kept.jsonl")
+        assert str(e.value).startswith("kept.jsonl: holds ")
+        assert str(e.value).endswith(" lines; give one entry, the last one kept (tail -n 1)")
+
+
+def test_a_missing_entry_is_named_without_quoting_the_copy(tmp_path):
+    """A lookup's reason may name the person who asked: the copy is never echoed."""
+    with AuditLog.open(tmp_path / "other.jsonl") as other:
+        other.append({"entry": "lookup", "reason": "request from Alice Martin"})
+    kept = (tmp_path / "other.jsonl").read_bytes()
+    path = tmp_path / "a.jsonl"
+    _three_entries(path, None)
+    result = verify(path, anchor=kept)
+    assert not result.ok and "entry 1 is not the one kept elsewhere" in str(result)
+    assert "Alice" not in str(result) and "request" not in str(result)
+
+
+def _keyed_cli_log(tmp_path, with_key, runs=2):
+    audit, args = tmp_path / "audit.jsonl", []
+    if with_key:
+        audit_key = tmp_path / "audit.key"
+        audit_key.write_text(MasterKey.generate().text + "\n")
+        audit_key.chmod(0o600)
+        args = ["--audit-key-file", str(audit_key)]
+    env = key_env()
+    for _ in range(runs):
+        r = run_cli("anonymise", "-p", str(EXAMPLE), "-i", str(TRACES), "-o",
+                    str(tmp_path / "out.jsonl"), "-a", str(audit), *args, env=env)
+        assert r.returncode == 0, r.stderr
+    return audit, args
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["chain", "hmac"])
+def test_audit_verify_prints_the_hash_to_keep_and_refuses_a_log_without_it(tmp_path, with_key):
+    audit, args = _keyed_cli_log(tmp_path, with_key)
+    last = audit.read_bytes().splitlines()[-1]
+    digest = hashlib.sha256(last).hexdigest()
+    r = run_cli("audit", "verify", str(audit), *args)
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.stdout.decode().splitlines() == [
+        f"{audit}: intact: 2 entries, {'hash chain and HMACs' if with_key else 'hash chain'} "
+        "verified", f"{audit}: last entry 2, sha256 {digest}"]
+    kept = tmp_path / "kept.jsonl"
+    kept.write_bytes(last + b"\n")
+    copies = [(digest, None), (str(kept), None), ("-", last + b"\n")]
+    for anchor, stdin in copies:
+        r = run_cli("audit", "verify", str(audit), "--anchor", anchor, *args, stdin=stdin)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode().splitlines()[0].endswith(
+            "verified; entry 2 is the one kept elsewhere")
+
+    audit.write_bytes(audit.read_bytes().splitlines(keepends=True)[0])
+    assert run_cli("audit", "verify", str(audit), *args).returncode == 0
+    for anchor, stdin in copies:
+        r = run_cli("audit", "verify", str(audit), "--anchor", anchor, *args, stdin=stdin)
+        assert r.returncode == 1 and r.stdout == b""
+        missing = (f"no entry has the hash kept elsewhere ({digest}): entries were removed "
+                   "from the end of the log, it was rewritten, or the copy is of another log"
+                   if anchor == digest else
+                   "entry 2, kept elsewhere, is missing: the log ends at entry 1; its last "
+                   "entries were removed, or the copy is of another log")
+        assert r.stderr.decode() == f"{audit}: {missing}\n"
+
+
+def test_audit_verify_refuses_a_copy_it_cannot_use_without_quoting_it(tmp_path):
+    audit, _ = _keyed_cli_log(tmp_path, False, runs=1)
+    bad = tmp_path / "kept.txt"
+    bad.write_text("kept for alice@example.org\n")
+    r = run_cli("audit", "verify", str(audit), "--anchor", str(bad))
+    assert r.returncode == 2 and r.stdout == b"" and b"alice" not in r.stderr
+    assert r.stderr.decode() == (f"pseudonym: {bad}: neither a line of the audit log nor an "
+                                 "entry's SHA-256 (64 hex digits)\n")
+    r = run_cli("audit", "verify", str(audit), "--anchor", "-", stdin=b"alice@example.org")
+    assert r.returncode == 2 and b"alice" not in r.stderr
+    assert r.stderr.startswith(b"pseudonym: standard input: neither a line")
+    r = run_cli("audit", "verify", str(audit), "--anchor", "")
+    assert r.returncode == 2 and r.stderr.decode() == (
+        "pseudonym: --anchor: empty; give an entry's SHA-256 (64 hex digits) or a file holding "
+        "the copy\n")
+    r = run_cli("audit", "verify", str(audit), "--anchor", "3f2a9c")
+    assert r.returncode == 2 and r.stderr.decode() == (
+        "pseudonym: --anchor: 3f2a9c: neither an entry's SHA-256 (64 hex digits) nor a file "
+        "that can be read (No such file or directory)\n")
