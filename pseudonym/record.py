@@ -6,13 +6,14 @@ and list look-ups, a JSON string decoded when a path runs through it) to collect
 record's identifiers, before the walk. Record-aware actions then receive a
 ``RecordContext``, which derives the forms of these identifiers that must disappear:
 raw, any letter case, URL-encoded, and the unkeyed MD5 / SHA-1 / SHA-256 hex digests
-that a dictionary attack would reverse. Nothing here compiles a pattern per record.
+that a dictionary attack would reverse, and which identifier each form stands for.
+Nothing here compiles a pattern per record.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -79,10 +80,57 @@ def _reach(value: Any, steps: tuple[Step, ...], i: int, out: list, memo: dict) -
                 _reach(v, steps, i, out, memo)
 
 
-def _digests(text: str) -> Iterable[str]:
-    data = text.encode("utf-8", "surrogatepass")
-    return (hashlib.md5(data).hexdigest(), hashlib.sha1(data).hexdigest(),
-            hashlib.sha256(data).hexdigest())
+DIGESTS = (("MD5", hashlib.md5), ("SHA-1", hashlib.sha1), ("SHA-256", hashlib.sha256))
+"""The unkeyed digests a dictionary attack reverses, each with its usual name."""
+
+
+def plain_identifier(ident: str) -> str:
+    """The text every form of ``ident`` stands for: stripped, an address without
+    ``mailto:``. ``scrub`` pseudonymises this text (lower-cased) whatever form it found,
+    and ``lookup`` computes the same, so that one learner has one pseudonym in free text."""
+    base = ident.strip()
+    return base[7:] if base.lower().startswith("mailto:") else base
+
+
+def _spellings(ident: str) -> dict[str, str]:
+    """The texts ``ident`` may be written as, each with how it differs from ``ident``:
+    any letter case (as given, lower, upper) and, for an address, with and without
+    ``mailto:``."""
+    base = ident.strip()
+    raws = {base: ""}
+    if base.lower().startswith("mailto:"):
+        raws[base[7:]] = "without mailto:"
+    elif "@" in base:
+        raws["mailto:" + base] = "with mailto:"
+    found: dict[str, str] = {}
+    for raw, how in raws.items():
+        for variant, case in ((raw, ""), (raw.lower(), "lower case"),
+                              (raw.upper(), "upper case")):
+            found.setdefault(variant, ", ".join(h for h in (how, case) if h))
+    return found
+
+
+def digest_forms(ident: str) -> dict[str, str]:
+    """The unkeyed hex digests ``scrub`` takes for ``ident``, each with what it is the
+    digest of (``SHA-1 hex, with mailto:`` is an xAPI ``mbox_sha1sum``)."""
+    found: dict[str, str] = {}
+    for text, how in _spellings(ident).items():
+        data = text.encode("utf-8", "surrogatepass")  # a lone surrogate is kept
+        for name, fn in DIGESTS:
+            found.setdefault(fn(data).hexdigest(), f"{name} hex, {how}" if how else
+                             f"{name} hex")
+    return found
+
+
+@lru_cache(maxsize=4096)
+def spelled_forms(ident: str) -> frozenset[str]:
+    """The lower-cased forms of ``ident`` that spell it as it is written (any case, with
+    or without ``mailto:``), not encoded or digested."""
+    forms: set[str] = set()
+    for variant in _spellings(ident):
+        forms.add(variant.lower())
+        forms.add(_lower_same_length(variant))  # as text is searched: İnci stays İnci
+    return frozenset(f for f in forms if f)
 
 
 @lru_cache(maxsize=4096)
@@ -92,28 +140,18 @@ def identifier_forms(ident: str) -> frozenset[str]:
     Cached: a learner's identifiers come back in record after record, and deriving the
     forms (nine digests each) is the costly part of record-aware treatment.
     """
-    base = ident.strip()
-    raws = {base}
-    if base.lower().startswith("mailto:"):
-        raws.add(base[7:])
-    if "@" in base and not base.lower().startswith("mailto:"):
-        raws.add("mailto:" + base)
-    forms: set[str] = set()
-    for r in raws:
-        for variant in {r, r.lower(), r.upper()}:
-            forms.add(variant.lower())
-            forms.add(_lower_same_length(variant))  # as text is searched: İnci stays İnci
-            data = variant.encode("utf-8", "surrogatepass")  # a lone surrogate is kept
-            forms.add(quote(data, safe="").lower())
-            forms.add(quote_plus(data, safe="").lower())
-            forms.update(_digests(variant))
+    forms = set(spelled_forms(ident)) | digest_forms(ident).keys()
+    for variant in _spellings(ident):
+        data = variant.encode("utf-8", "surrogatepass")
+        forms.add(quote(data, safe="").lower())
+        forms.add(quote_plus(data, safe="").lower())
     return frozenset(f for f in forms if f)
 
 
 class RecordContext:
     """What record-aware actions know about the record being treated."""
 
-    __slots__ = ("_forms", "_needles", "ids", "memo", "record")
+    __slots__ = ("_forms", "_needles", "_stands_for", "ids", "memo", "record")
 
     def __init__(self, record: dict[str, Any], ids: list[str]) -> None:
         self.record = record
@@ -121,6 +159,7 @@ class RecordContext:
         self.memo: dict[Any, Any] = {}
         self._forms: frozenset[str] | None = None
         self._needles: tuple[str, ...] | None = None
+        self._stands_for: dict[str, str] | None = None
 
     @property
     def forms(self) -> frozenset[str]:
@@ -139,6 +178,25 @@ class RecordContext:
             self._needles = tuple(sorted((f for f in self.forms if len(f) >= MIN_FREE_TEXT),
                                          key=lambda f: (-len(f), f)))
         return self._needles
+
+    def identifier_of(self, form: str) -> str | None:
+        """The identifier (see ``plain_identifier``) that ``form``, one of its forms found
+        in text, stands for; ``None`` for text that is no form of the record's identifiers.
+
+        A form two identifiers share stands for the one it spells (``a+b`` is also
+        ``a b`` URL-encoded); among those, for the first in sorted order."""
+        if self._stands_for is None:
+            found: dict[str, str] = {}
+            ids = sorted(set(self.ids))
+            for i in ids:
+                for f in spelled_forms(i):
+                    found.setdefault(f, plain_identifier(i))
+            for i in ids:
+                for f in identifier_forms(i):
+                    found.setdefault(f, plain_identifier(i))
+            self._stands_for = found
+        return self._stands_for.get(_lower_same_length(form)) or self._stands_for.get(
+            form.lower())
 
     def id_spans(self, text: str) -> list[tuple[int, int]]:
         """Where the record's identifiers occur in ``text`` (see ``needle_spans``)."""

@@ -33,6 +33,7 @@ from .crypto import hmac_sha256
 from .errors import PseudonymError
 from .keys import KeyRing
 from .policy import Policy
+from .record import plain_identifier
 
 DIGEST_PURPOSE = "pseudonym lookup digest v1"
 """The same derivation ``reidentify`` uses for its token digests."""
@@ -92,8 +93,7 @@ def _in_free_text(ctx: BuildContext):
             return pseudonym(str(value))
         if type(value) is not str:
             raise ActionError("scrub finds text and numbers in free text")
-        text = value.strip()
-        return pseudonym(text[7:] if text.lower().startswith("mailto:") else text)
+        return pseudonym(plain_identifier(value))
 
     return run
 

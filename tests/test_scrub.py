@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -87,6 +89,73 @@ def test_pseudonym_replacement_is_keyed_and_consistent(keys):
     assert a == b != c and a.startswith("mail [EMAIL:") and "jeanne" not in a.lower()
     from pseudonym import KeyRing
     assert scrub("mail jeanne@example.org", KeyRing.generate(), opts) != a
+
+
+PSEUDONYM = re.compile(r"\[[A-Z]+:([0-9a-f]{16})\]")
+
+
+def pseudonyms(text: str) -> list[str]:
+    return PSEUDONYM.findall(text)
+
+
+def email_forms(address: str) -> dict[str, str]:
+    """An address's forms scrub recognises: those of a username, and with mailto:, the
+    xAPI mbox_sha1sum among them."""
+    mailto = f"mailto:{address}"
+    return {**variants(address), "mailto": mailto, "mailto_upper": mailto.upper(),
+            "mailto_urlencoded": quote(mailto, safe=""),
+            "mbox_sha1sum": hashlib.sha1(mailto.encode()).hexdigest(),
+            "md5_upper": hashlib.md5(address.upper().encode()).hexdigest()}
+
+
+@pytest.mark.parametrize("form", [*sorted(variants("Jean Dupont")), "swapped", "md5_upper"])
+def test_one_pseudonym_for_a_record_identifier_whatever_form_the_text_holds_it_in(keys, form):
+    """Found by review: a URL-encoded or digest form got the pseudonym of its own text, so
+    one learner had several, and lookup, which gives the plain form's, missed the rest."""
+    name = "Jean Dupont"
+    text = {**variants(name), "swapped": name.swapcase(),
+            "md5_upper": hashlib.md5(name.upper().encode()).hexdigest()}[form]
+    opts = {"replace": "pseudonym"}
+    plain = scrub(f"posted by {name} here", keys, opts, user=name)
+    assert plain.startswith("posted by [USER:") and plain.endswith("] here")
+    assert scrub(f"posted by {text} here", keys, opts, user=name) == plain
+
+
+@pytest.mark.parametrize("form", sorted(email_forms("Ada.Lovelace@example.org")))
+def test_one_pseudonym_for_an_address_whatever_form_the_text_holds_it_in(keys, form):
+    """The address detector takes the written and URL-encoded forms (a [EMAIL:] token),
+    the record's identifiers its digests (a [USER:] token): the pseudonym is the same."""
+    address = "Ada.Lovelace@example.org"
+    p = policy({"replace": "pseudonym"},
+               extra=[{"path": "$.mail", "action": "hash", "identifying": True}])
+    want = pseudonyms(anonymise({"user": "x", "mail": address, "text": f"to {address}"}, p,
+                                keys=keys)["text"])
+    assert len(want) == 1
+    text = f"to {email_forms(address)[form]} now"
+    for mail in (address, f"mailto:{address}"):
+        out = anonymise({"user": "x", "mail": mail, "text": text}, p, keys=keys)["text"]
+        assert pseudonyms(out) == want and out.startswith("to ") and out.endswith(" now")
+    assert "lovelace" not in out.lower()
+
+
+def test_an_address_elsewhere_gets_its_pseudonym_url_encoded_or_not(keys):
+    """Someone else's address is found by the detector alone: URL-encoded, it is the
+    same address, and gets the same pseudonym."""
+    opts = {"replace": "pseudonym"}
+    want = scrub("to bob@example.net", keys, opts)
+    for text in ("to bob%40example.net", "to BOB%40EXAMPLE.NET", "to mailto%3Abob%40example.net"):
+        assert scrub(text, keys, opts) == want
+
+
+def test_a_digest_scrub_cannot_trace_keeps_a_pseudonym_of_its_own(keys):
+    """A digest that is none of the record's identifiers' (someone else's address hashed)
+    cannot be traced back: it gets the digest's pseudonym, the same in every record
+    (lookup gives it too: see test_subjects)."""
+    opts = {"replace": "pseudonym"}
+    digest = hashlib.md5(b"bob@example.net").hexdigest()
+    a = scrub(f"see {digest}", keys, opts, user="alice")
+    assert a.startswith("see [HASH:") and a == scrub(f"see {digest.upper()}", keys, opts,
+                                                     user="carol")
 
 
 @pytest.mark.parametrize("form", sorted(variants("jdupont")))

@@ -9,8 +9,13 @@ hidden: a user id ``12`` must not break the phone number it appears in, nor may 
 false match spanning an identifier hide a real one after it. Matches found either way
 that overlap are replaced as one, under the token of the longest.
 Every pattern is compiled when the policy compiles. A match becomes a typed token
-(``[EMAIL]``) or, with ``replace: pseudonym``, a keyed pseudonym of the (stripped,
-lower-cased) match, so the same address gives the same text in every record.
+(``[EMAIL]``) or, with ``replace: pseudonym``, a keyed pseudonym of what it stands for
+(stripped, lower-cased), so the same address gives the same text in every record: a form
+of one of the record's identifiers (any case, URL-encoded, a digest) stands for that
+identifier, a URL-encoded address for the address. One learner thus has one pseudonym,
+the one ``lookup`` gives, whatever form the text held. A digest that is none of the
+record's identifiers' (someone else's address hashed) cannot be traced back: it stands
+for itself.
 
 Inside objects and arrays, keys are scrubbed like values, and a number whose decimal
 text is one of the record's identifiers (a user id) becomes the ``[USER]`` token.
@@ -22,11 +27,11 @@ import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..record import glued_to_digits
+from ..record import glued_to_digits, plain_identifier
 from .base import BuildContext, Options, action
 
 IDENTIFYING_PARAMS = frozenset({
@@ -175,7 +180,11 @@ class ScrubOptions(Options):
     record: bool = True
     """Also remove the record's own identifiers (its identifying fields' values)."""
     replace: Literal["token", "pseudonym"] = "token"
-    """token: ``[EMAIL]``, ``[USER]``...; pseudonym: ``[EMAIL:<keyed pseudonym>]``."""
+    """token: ``[EMAIL]``, ``[USER]``...; pseudonym: ``[EMAIL:<keyed pseudonym>]``, the
+    pseudonym of what the match stands for: any form of one of the record's identifiers
+    (any case, URL-encoded, MD5/SHA-1/SHA-256 hex) gets the identifier's, a URL-encoded
+    address the address's; a digest that is none of the record's identifiers' gets its
+    own (scrub cannot know whose it is)."""
 
     @property
     def keyed(self) -> bool:
@@ -201,6 +210,17 @@ def match_pseudonym(ctx: BuildContext) -> Callable[[str], str]:
     return lambda text: digest(text.strip().lower().encode("utf-8", "surrogatepass")).hex()[:16]
 
 
+def _address(match: str) -> str:
+    """What an address the ``email`` detector found stands for: URL-encoded (``%40``,
+    ``mailto%3A``) it is the same address, and gets the same pseudonym."""
+    if "%" not in match:
+        return match
+    try:
+        return plain_identifier(unquote(match, errors="strict"))
+    except UnicodeDecodeError:  # the escapes encode no text: the match is taken as written
+        return match
+
+
 def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     """The ``(text, RecordContext | None) -> text`` and ``(number, RecordContext | None)
     -> number or token`` functions a scrub rule runs."""
@@ -212,7 +232,8 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     for p in options.patterns:
         compiled.append((p.name, re.compile(p.regex), None, False))
 
-    if options.replace == "pseudonym":
+    keyed = options.replace == "pseudonym"
+    if keyed:
         pseudonym = match_pseudonym(ctx)
 
         def render(kind: str, text: str) -> str:
@@ -221,20 +242,25 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         def render(kind: str, text: str) -> str:
             return f"[{kind}]"
 
-    def user(text: str) -> str:
-        return render("USER", text)
-
     first: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = []
     then: list[tuple[str, re.Pattern[str], Check | None]] = []
     for token, rx, check, early in compiled:
         if not early:
             then.append((token, rx, check))
         elif check is None:
-            first.append((rx, lambda m, t=token: render(t, m.group(0))))
+            plain = _address if token == "EMAIL" else str
+            first.append((rx, lambda m, t=token, f=plain: render(t, f(m.group(0)))))
         else:
             first.append((rx, lambda m, t=token, c=check: _render_checked(
                 m.group(0), c, lambda found: render(t, found))))
     use_record = options.record
+
+    def traced(rec: Any) -> Callable[[str, str], str]:
+        """``render``, a form of the record's identifiers pseudonymised as the identifier
+        it stands for (a URL-encoded name, a digest: one learner, one pseudonym)."""
+        if not keyed or not use_record or rec is None:
+            return render
+        return lambda kind, found: render(kind, rec.identifier_of(found) or found)
 
     def text(value: str, rec: Any) -> str:
         for rx, fn in first:
@@ -250,7 +276,7 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
             seen = hits if masked is value else _checked(rx, check, masked)
             found += [(a, b, rank, token) for a, b in {*hits, *seen}]
             masked = _masked(masked, [*hits, *seen])
-        return _replace_matches(value, found, render) if found else value
+        return _replace_matches(value, found, traced(rec)) if found else value
 
     def number(value: int | float, rec: Any) -> Any:
         if not use_record or rec is None or not rec.ids:
@@ -261,7 +287,7 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
             value_text = str(int(value))
         else:
             value_text = str(value)
-        return user(value_text) if value_text in rec.forms else value
+        return traced(rec)("USER", value_text) if value_text in rec.forms else value
 
     return text, number
 
@@ -380,7 +406,8 @@ def deep(text: Callable[[str, Any], str], number: Callable[[Any, Any], Any]):
                 "e-mail addresses, phone numbers (French and international), IPv4/IPv6, "
                 "URLs with credentials or identifying query parameters, French NIR, IBAN, "
                 "hex digests, and the policy's own patterns. Each match becomes a typed "
-                "token ([EMAIL]) or a keyed pseudonym. Inside objects and arrays, every "
+                "token ([EMAIL]) or a keyed pseudonym, one per identifier whatever its form "
+                "(see the replace option). Inside objects and arrays, every "
                 "string and every key is scrubbed (keys that become equal get #2, #3... "
                 "appended), and a number equal to one of the record's identifiers (a user "
                 "id) becomes [USER].")
