@@ -216,7 +216,10 @@ LOOKUP_TEXT = (
     "hex digits) or OpenID (http(s) URL) when it has that form; the pseudonym printed is "
     "the account name the agent gets. For a scrub rule with replace: pseudonym, it is the "
     "pseudonym inside the tokens free text gets ([EMAIL:...], [USER:...]), in anyone's "
-    "records. Rules that give no pseudonym of an identifier "
+    "records, whatever form it held the identifier in (any case, URL-encoded, digest); with "
+    "the hex_digest detector, also one per digest of the identifier (as free text, MD5 "
+    "hex...), which a record that does not hold the identifier itself carries, as scrub "
+    "cannot trace it back. Rules that give no pseudonym of an identifier "
     "(date_shift) are named on standard error. "
     "Needs the key. Appends an audit entry with the reason and a keyed digest of the "
     "identifier, never the identifier in clear.",

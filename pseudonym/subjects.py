@@ -13,9 +13,12 @@ it is an e-mail address or a ``mailto:`` IRI (then only as a mailbox), as a mail
 when it is 40 hex digits, as an OpenID when it is an http(s) URL. A JSON object is taken
 as the Agent itself. A ``scrub`` rule with ``replace: pseudonym`` writes a keyed pseudonym
 of each match into free text (``[EMAIL:<pseudonym>]``), other learners' records included:
-its pseudonym is that of the identifier as found there (an e-mail address without
-``mailto:``). Record-aware keyed actions (``date_shift``) give no pseudonym of an
-identifier: they, and rules that cannot take the identifier, are listed as skipped.
+the identifier's, whatever form the text holds it in (``as free text``), except for a
+digest of it in a record that does not hold the identifier itself, which scrub cannot
+trace back and pseudonymises as it is; with the ``hex_digest`` detector on, these come
+too, one row per digest scrub recognises (``as free text, SHA-1 hex, with mailto:``).
+Record-aware keyed actions (``date_shift``) give no pseudonym of an identifier: they, and
+rules that cannot take the identifier, are listed as skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from .crypto import hmac_sha256
 from .errors import PseudonymError
 from .keys import KeyRing
 from .policy import Policy
-from .record import plain_identifier
+from .record import digest_forms, plain_identifier
 
 DIGEST_PURPOSE = "pseudonym lookup digest v1"
 """The same derivation ``reidentify`` uses for its token digests."""
@@ -78,10 +81,20 @@ class LookupResult:
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _readings(action: str, identifier: Any) -> list[tuple[str, Any]]:
+def _readings(action: str, options: Any, identifier: Any) -> list[tuple[str, Any]]:
     if action == "scrub":
-        return [("free text", identifier)]
+        return [("free text", identifier), *_untraced_digests(options, identifier)]
     return agent_forms(identifier) if action == "agent" else [("value", identifier)]
+
+
+def _untraced_digests(options: Any, identifier: Any) -> list[tuple[str, str]]:
+    """The identifier's digests as scrub's ``hex_digest`` detector finds them in records
+    that do not hold the identifier: none of their identifiers', they keep the pseudonym
+    of their own text."""
+    text = str(identifier) if type(identifier) is int else identifier
+    if "hex_digest" not in options.detectors or type(text) is not str:
+        return []
+    return [(f"free text, {how}", hexdigest) for hexdigest, how in digest_forms(text).items()]
 
 
 def _in_free_text(ctx: BuildContext):
@@ -138,7 +151,7 @@ def lookup(identifier: Any, policy: Policy, *, keys: KeyRing, reason: str,
         for i, r, o in keyed:
             fn = (_in_free_text(ctx) if r.action == "scrub"
                   else REGISTRY[r.action].build(o, ctx))
-            for read_as, value in _readings(r.action, identifier):
+            for read_as, value in _readings(r.action, o, identifier):
                 try:
                     out = fn(value) if fn is not None else value
                 except ActionError as e:

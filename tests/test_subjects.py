@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -180,7 +182,7 @@ def test_scrub_pseudonyms_in_free_text_are_found(ring, tmp_path, given):
     own = {"actor": {"account": {"homePage": "https://h", "name": "jdupont"}},
            "result": {"response": "I am jdupont"}}
     result = lookup(given, policy, keys=ring, reason="DSR-3")
-    got = rows_at(result.rows, "$.result.response")
+    got = rows_at(result.rows, "$.result.response", "free text")
     assert set(got) == set(ring.key_ids)
     assert not result.skipped
     for kid, pseudonym in got.items():
@@ -191,3 +193,79 @@ def test_scrub_pseudonyms_in_free_text_are_found(ring, tmp_path, given):
         other = anonymise(mention if given == "jdupont" else own, policy, keys=keys)
         assert pseudonym not in other["result"]["response"]
     assert address not in str(result.rows)
+
+
+def forms_in_text(identifier: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The forms of an identifier scrub recognises: as written (any case, URL-encoded),
+    and its unkeyed digests."""
+    written = {"plain": identifier, "upper": identifier.upper(),
+               "swapped": identifier.swapcase(), "urlencoded": quote(identifier, safe=""),
+               "urlencoded_plus": quote_plus(identifier)}
+    digests = {f"{name} {case}": hashlib.new(name, text.encode()).hexdigest()
+               for case, text in (("as given", identifier), ("lower", identifier.lower()),
+                                  ("upper", identifier.upper()))
+               for name in ("md5", "sha1", "sha256")}
+    if "@" in identifier:
+        mailto = f"mailto:{identifier}"
+        written |= {"mailto": mailto, "mailto urlencoded": quote(mailto, safe="")}
+        digests["mbox_sha1sum"] = hashlib.sha1(mailto.encode()).hexdigest()
+    return written, digests
+
+
+PEOPLE = {"Ada.Lovelace@example.org": {"mbox": "mailto:Ada.Lovelace@example.org"},
+          "Jean Dupont": {"account": {"homePage": "https://h", "name": "Jean Dupont"}}}
+BOB = {"account": {"homePage": "https://h", "name": "bob"}}
+PSEUDONYM = re.compile(r"\[[A-Z]+:([0-9a-f]{16})\]")
+
+
+def scrubbed(actor: dict[str, Any], text: str, policy: Policy, keys: KeyRing) -> list[str]:
+    """The pseudonyms scrub writes for ``text`` in a record of ``actor``."""
+    record = {"actor": actor, "result": {"response": f"by {text} now"}}
+    return PSEUDONYM.findall(anonymise(record, policy, keys=keys)["result"]["response"])
+
+
+@pytest.mark.parametrize("identifier", sorted(PEOPLE))
+def test_lookup_finds_every_form_scrub_writes_of_a_person(ring, tmp_path, identifier):
+    """Found by review: scrub wrote a URL-encoded or digest form under the pseudonym of its
+    own text, and lookup gave the plain form's only: an access or erasure request missed
+    those records. In the person's own records every form gets their pseudonym; in
+    others', what scrub finds there (an address in any form, a digest it cannot trace)
+    gets a pseudonym lookup gives too."""
+    path = tmp_path / "scrubbed.yaml"
+    path.write_text(SCRUBBED)
+    policy = Policy.load(path)
+    result = lookup(identifier, policy, keys=ring, reason="DSR-4")
+    written, digests = forms_in_text(identifier)
+    in_others = {**digests, **(written if "@" in identifier else {})}
+    for kid in ring.key_ids:
+        keys = one_key(ring, kid)
+        found = {r["pseudonym"] for r in result.rows
+                 if r["key_id"] == kid and r["action"] == "scrub"}
+        plain = rows_at(result.rows, "$.result.response", "free text")[kid]
+        for name, form in {**written, **digests}.items():
+            assert scrubbed(PEOPLE[identifier], form, policy, keys) == [plain], name
+        for name, form in in_others.items():
+            got = scrubbed(BOB, form, policy, keys)
+            assert got and set(got) <= found, name
+        bob = scrubbed(BOB, "bob@example.net " + hashlib.md5(b"bob@example.net").hexdigest(),
+                       policy, keys)
+        assert len(bob) == 2 and not set(bob) & found
+    assert identifier.lower() not in str(result.rows).lower()
+
+
+def test_lookup_gives_digest_pseudonyms_where_scrub_writes_them(ring, tmp_path):
+    """Each row says what it is the pseudonym of; a scrub rule without the hex_digest
+    detector leaves digests it cannot trace alone, and gets none of them."""
+    path = tmp_path / "scrubbed.yaml"
+    path.write_text(SCRUBBED + "  - {path: $.result.extensions, action: scrub, why: notes,\n"
+                               "     options: {replace: pseudonym, detectors: [email]}}\n")
+    result = lookup("mailto:Ada@example.org", Policy.load(path), keys=ring, reason="r")
+    kid = ring.active.key_id
+    sha1 = hashlib.sha1(b"mailto:ada@example.org").hexdigest()
+    row = next(r for r in result.rows if r["key_id"] == kid and r["path"] == "$.result.response"
+               and r["as"] == "free text, SHA-1 hex, lower case")
+    record = {"actor": BOB, "result": {"response": sha1}}
+    out = anonymise(record, Policy.load(path), keys=one_key(ring, kid))
+    assert out["result"]["response"] == f"[HASH:{row['pseudonym']}]"
+    assert {r["as"] for r in result.rows if r["path"] == "$.result.extensions"} == {
+        "free text"}
