@@ -30,6 +30,7 @@ from pydantic import (
 from .actions import REGISTRY
 from .canonical import dumps
 from .errors import PolicyError
+from .jsonplaces import compose, refusal_line
 from .paths import RulePath, parse_path
 
 LEGAL_BASES = {
@@ -159,6 +160,11 @@ class Policy:
             data, node = _load_yaml(text, source)
         if data is None:
             raise PolicyError("the policy is empty", source=source)
+        if json_syntax:  # json.loads keeps no places: the text is read for them on error
+            try:
+                return cls.from_dict(data, source=source)
+            except PolicyError:
+                node = compose(text)
         return cls.from_dict(data, source=source, _node=node)
 
     @classmethod
@@ -329,6 +335,8 @@ def _load_json(text: str, source: str) -> Any:
 
     try:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except PolicyError as e:  # from pairs or constant, which json.loads tells no place
+        raise PolicyError(e.reason, source=source, line=refusal_line(text)) from None
     except json.JSONDecodeError as e:
         raise PolicyError(f"not valid JSON: {e.msg}", source=source, line=e.lineno) from None
     except ValueError:  # an integer of more digits than Python converts (4,300 by default)
@@ -340,7 +348,7 @@ def _load_json(text: str, source: str) -> Any:
 
 
 def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
-    """Line of the deepest YAML node on the way to ``loc``."""
+    """Line of the deepest node on the way to ``loc`` (YAML's, or ``jsonplaces``')."""
     if node is None:
         return None
     best = node.start_mark.line + 1

@@ -131,6 +131,94 @@ def test_duplicate_keys_are_refused(tmp_path):
     assert "duplicate key 'domain'" in str(e.value) and e.value.line == 8
 
 
+# -- JSON policies name lines as YAML ones do -----------------------------------------------
+JSON_GOOD = """\
+{
+  "name": "p",
+  "version": "1",
+  "domain": "d",
+  "rules": [
+    {"path": "$.a", "action": "keep", "why": "needed"}
+  ]
+}
+"""
+
+
+def json_problems(tmp_path, text):
+    with pytest.raises(PolicyError) as e:
+        Policy.load(write(tmp_path, text, "p.json"))
+    return e.value, [(p.line, p.rule, p.field) for p in e.value.problems]
+
+
+def test_json_unknown_and_missing_fields_name_their_lines(tmp_path):
+    f = write(tmp_path, JSON_GOOD.replace('  "domain"', '  "colour": "blue",\n  "domain"'),
+              "p.json")
+    with pytest.raises(PolicyError) as e:
+        Policy.load(f)
+    assert (e.value.line, e.value.field) == (4, "colour") and f"{f}:4" in str(e.value)
+    _, got = json_problems(tmp_path, "\n" + JSON_GOOD.replace('  "domain": "d",\n', ""))
+    assert got == [(2, None, "domain")]  # a missing field: the mapping that lacks it
+    err, _ = json_problems(tmp_path, '\n["not", "a", "mapping"]\n')
+    assert err.line == 2 and "must be a mapping" in err.reason
+
+
+def test_json_bad_values_at_a_rule_name_their_lines(tmp_path):
+    text = JSON_GOOD.replace('"version": "1"', '"version": 1').replace(
+        '"why": "needed"}', '"why": "needed"},\n    {"path": "$.b[",\n     "action": "shred"}')
+    err, got = json_problems(tmp_path, text)
+    assert got == [(3, None, "version"), (7, 2, "path"), (8, 2, "action")]
+    assert "3 problems" in str(err) and "p.json:8, rule 2, field 'action'" in str(err)
+
+
+def test_json_option_errors_name_their_lines_with_the_other_problems(tmp_path):
+    text = JSON_GOOD.replace('"why": "needed"}', '"why": "needed"},\n'
+                             '    {"path": "$.b", "action": "hash",\n'
+                             '     "options": {"length": 16,\n'
+                             '                 "encoding": "rot13"}}') + "\n"
+    text = text.replace('  "name": "p",', '  "name": "p",\n  "colour": "blue",')
+    _, got = json_problems(tmp_path, text)
+    assert got == [(3, None, "colour"), (10, 2, "options.encoding")]
+
+
+def test_json_duplicate_keys_and_constants_name_their_lines(tmp_path):
+    twice = JSON_GOOD.replace('"domain": "d"', '"domain": "d",\n"domain": "e"')
+    err, _ = json_problems(tmp_path, twice)
+    assert err.line == 5 and err.reason == "duplicate key 'domain'"
+    inner = twice.replace(
+        '"why": "needed"}', '"why": "needed",\n      "why": "again"}')
+    err, _ = json_problems(tmp_path, inner)  # json.loads meets the inner mapping's end first
+    assert err.line == 8 and err.reason == "duplicate key 'why'"
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        err, _ = json_problems(tmp_path, JSON_GOOD.replace(
+            '"keep",', '"redact",\n      "options": {"value": [1, ' + constant + ']},'))
+        assert err.line == 7 and err.reason == f"{constant} is not valid JSON"
+
+
+@pytest.mark.parametrize("text,line", [
+    (JSON_GOOD.replace('"d",', '"d"'), 5),  # a missing comma: where the next key starts
+    (JSON_GOOD.replace('"needed"}', '"needed"},'), 7),
+    (JSON_GOOD.replace('"p"', "'p'"), 2),
+    (JSON_GOOD.replace('"needed"', '"need\x01ed"'), 6),
+])
+def test_json_syntax_errors_name_their_lines(tmp_path, text, line):
+    err, _ = json_problems(tmp_path, text)
+    assert err.line == line and err.reason.startswith("not valid JSON")
+    assert "need" not in err.reason
+
+
+def test_json_lines_hold_with_tabs_escapes_non_ascii_and_long_lines(tmp_path):
+    """JSON PyYAML would not read (tabs, \\/ escapes, a 100,000-character line) is placed
+    all the same, and loads as before."""
+    text = ('{\t"name": "p", "version": "1",\r\n\t"domain": "d\\/\\u00e9t\\u00e9",\n'
+            '\t"description": "' + "é" * 100_000 + '",\n'
+            '\t"rules": [{"path": "$.a", "action": "keep", "why": "a\\/b",\n'
+            '\t\t"c\\u006flour": "blue"}]}\n')
+    _, got = json_problems(tmp_path, text)
+    assert got == [(5, 1, "colour")]
+    assert Policy.load(write(tmp_path, text.replace(',\n\t\t"c\\u006flour": "blue"', ""),
+                             "p.json")).domain == "d/été"
+
+
 def test_yaml_code_tags_are_not_executed(tmp_path):
     with pytest.raises(PolicyError):
         Policy.load(write(tmp_path, GOOD + "x: !!python/object/apply:os.system ['true']\n"))
