@@ -20,6 +20,7 @@ from .actions import REGISTRY
 from .catalogue import PLACEHOLDER, entries, formats_of
 from .engine import gatherer
 from .fields import Loc, Tracer, decision_at, overlaps, reachable
+from .jsonplaces import compose
 from .paths import ANY, INDEX, KEY
 from .policy import Policy
 
@@ -214,16 +215,18 @@ def _names(rule: Any, loc: Loc) -> bool:
 
 
 def _lines(policy: Policy) -> dict[Any, int]:
-    """Line numbers of header keys (by name) and rules (by number) in the YAML source."""
+    """Line numbers of header keys (by name) and rules (by number) in the policy file."""
     src = policy.source
     try:
         if src.startswith("builtin:"):
             text = (resources.files("pseudonym.policies") / f"{src[8:]}.yaml").read_text("utf-8")
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
         elif Path(src).suffix.lower() in (".yaml", ".yml"):
-            text = Path(src).read_text("utf-8-sig")
+            node = yaml.compose(Path(src).read_text("utf-8-sig"), Loader=yaml.SafeLoader)
+        elif Path(src).suffix.lower() == ".json":
+            node = compose(Path(src).read_text("utf-8-sig"))
         else:
             return {}
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     out: dict[Any, int] = {}

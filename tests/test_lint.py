@@ -180,13 +180,15 @@ def test_check_cli_json():
     assert not out["valid"] and out["findings"][0]["code"] == "invalid"
 
 
-def test_json_policy_findings_have_rules_but_no_lines(tmp_path):
+def test_json_policy_findings_name_their_rule_and_line(tmp_path):
     p = tmp_path / "p.json"
     p.write_text(json.dumps({"name": "j", "version": "1", "domain": "d", "rules": [
-        {"path": "$.actor", "action": "keep", "why": "who"}]}))
+        {"path": "$.id", "action": "keep", "why": "statement id"},
+        {"path": "$.actor", "action": "keep", "why": "who"}]}, indent=2))
     found = lint(Policy.load(p))
     kept = [f for f in found if f.code == "identifier-kept"]
-    assert kept and all(f.rule == 1 and f.line is None for f in kept)
+    line = next(n for n, text in enumerate(p.read_text().splitlines(), 1) if "$.actor" in text)
+    assert kept and all(f.rule == 2 and f.line == line - 1 for f in kept)
 
 
 def test_rules_below_a_json_field_are_reachable():
