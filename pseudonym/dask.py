@@ -16,7 +16,10 @@ process (on Kubernetes, a mounted secret). The policy travels as its canonical f
 is checked against its SHA-256 on arrival. Each partition sends back counts only; the
 client merges them, line numbers made global in bag order, into one audit entry.
 Output written with ``job.to_textfiles`` is published (moved into place) only after that
-entry is written, and removed if the run fails, as the command line does.
+entry is written, and removed if the run fails, as the command line does. A destination
+already holding parts is refused before anything is computed (a reader of
+``clean/part-*.jsonl.gz`` would take two runs' parts for one); with ``overwrite=True``
+the new parts replace the former set whole, which a failed run leaves as it was.
 Install with ``pip install pseudonym[dask]``.
 """
 
@@ -44,7 +47,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 
 from .actions import REGISTRY
 from .engine import Plan, RunStats, run_lines
-from .errors import KeyRingError, PseudonymError, RecordError
+from .errors import KeyRingError, PseudonymError, RecordError, StreamError
 from .jsonlines import BOM
 from .keys import ENV_VAR, KeyRing
 from .parallel import shift_positions
@@ -222,20 +225,43 @@ STAGING_PREFIX = ".pseudonym-staging-"
 class StagedFiles:
     """Part files written to a hidden staging directory inside their destination
     (``.pseudonym-staging-<id>``) and moved into place by ``BagJob.run`` once the run's
-    audit entry is written; a failed run removes them. Made by ``BagJob.to_textfiles``."""
+    audit entry is written; a failed run removes them. Made by ``BagJob.to_textfiles``.
+
+    A destination already holding files named like the parts is refused (a reader of
+    ``part-*.jsonl`` would take two runs' parts for one), unless ``overwrite``: then the
+    former files are set aside in the staging directory while the new parts go in, put
+    back if publishing fails, and removed once every output of the run is in place."""
 
     def __init__(self, bag: db.Bag, path: str, storage_options: dict[str, Any] | None,
-                 kwargs: dict[str, Any]) -> None:
+                 kwargs: dict[str, Any], overwrite: bool = False) -> None:
         self.path = path
+        self.overwrite = overwrite
         self.fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
         directory, pattern = posixpath.split(root) if "*" in root else (root, "*.part")
         if "*" in directory or not pattern:
             raise ValueError(f"{path}: a * may appear in the file name only")
         self.directory = directory.rstrip("/") or "/"
+        self.pattern = pattern
         self.staging = posixpath.join(self.directory, STAGING_PREFIX + uuid.uuid4().hex)
-        self._make = (bag, posixpath.join(self.staging, pattern), storage_options, kwargs)
+        self._parts = posixpath.join(self.staging, "parts")
+        self._replaced = posixpath.join(self.staging, "replaced")
+        self._make = (bag, posixpath.join(self._parts, pattern), storage_options, kwargs)
         self.created = False
         self.published: list[str] = []
+        self._aside: list[tuple[str, str]] = []
+        self._stranded = 0
+
+    def check(self) -> None:
+        """Refuse, before the run starts, a destination holding parts (unless
+        ``overwrite``: they would be mixed with this run's) or that cannot be listed."""
+        try:
+            former = self._former()
+        except OSError as e:
+            raise StreamError(f"{self.path}: cannot list the destination "
+                              f"({e.strerror or type(e).__name__}); nothing was computed"
+                              ) from None
+        if not self.overwrite:
+            self._refuse_former(former, "nothing was computed")
 
     def writes(self) -> list[Any]:
         """The writer tasks; nothing is created on storage before the run asks for them."""
@@ -245,35 +271,101 @@ class StagedFiles:
                                 storage_options=storage_options, **kwargs)
 
     def publish(self) -> list[str]:
-        """Move the staged parts into place; on failure, take back those already moved."""
+        """Move the staged parts into place, the former ones aside (``overwrite``); on
+        failure, take back the parts already moved and put the former ones back."""
         try:
-            staged = self.fs.ls(self.staging, detail=False) if self.fs.exists(
-                self.staging) else []  # a bag of no partitions writes nothing
+            self.fs.invalidate_cache(self.staging)
+            staged = self.fs.ls(self._parts, detail=False) if self.fs.exists(
+                self._parts) else []  # a bag of no partitions writes nothing
+            former = self._former()
+            if not self.overwrite:
+                self._refuse_former(former, "no output was published (another run wrote "
+                                    "there meanwhile?)")
+            names = {posixpath.basename(p): p for p in former}
             for src in sorted(staged):
-                dst = posixpath.join(self.directory, posixpath.basename(src))
+                name = posixpath.basename(src)
+                dst = posixpath.join(self.directory, name)
+                if name in names:
+                    self._set_aside(names.pop(name))
+                self.published.append(dst)  # a move that fails half done is undone too
                 self.fs.mv(src, dst)
-                self.published.append(dst)
-            self._remove_staging()
+            for old in sorted(names.values()):
+                self._set_aside(old)
         except OSError as e:
             self.discard()
+            stranded = (f"; {self._stranded} of the files the destination held could not "
+                        f"be put back: they are in {self.fs.unstrip_protocol(self._replaced)}"
+                        if self._stranded else "")
             raise PseudonymError(f"{self.path}: cannot publish the output "
                                  f"({e.strerror or type(e).__name__}); no output was "
                                  "published (the run's audit entry is already written)"
-                                 ) from None
+                                 f"{stranded}") from None
         if isinstance(self.fs, LocalFileSystem):
             return list(self.published)
         return [self.fs.unstrip_protocol(p) for p in self.published]
 
+    def finish(self) -> None:
+        """Remove the staging directory, with the former files set aside: called once
+        every output of the run is published, so that until then they can be put back."""
+        try:
+            self._remove_staging()
+        except OSError as e:
+            if self._aside:
+                raise PseudonymError(
+                    f"{self.path}: the output is published, but the files it replaced "
+                    f"could not be removed ({e.strerror or type(e).__name__}): delete "
+                    f"{self.fs.unstrip_protocol(self.staging)}") from None
+        self._aside = []
+
     def discard(self) -> None:
-        """Remove what this run wrote: the staged parts and any part already published."""
+        """Remove what this run wrote, the staged parts and any part already published,
+        and put back the former files set aside."""
         for dst in self.published:
             with suppress(OSError):
                 self.fs.rm(dst)
         self.published = []
-        self._remove_staging()
+        stranded = []
+        for old, aside in reversed(self._aside):
+            try:
+                self.fs.mv(aside, old)
+            except OSError:
+                stranded.append((old, aside))
+        self._aside, self._stranded = stranded, len(stranded)
+        if stranded:
+            return  # the staging directory holds them
+        with suppress(OSError):
+            self._remove_staging()
         if self.created:
             with suppress(OSError):
                 self.fs.rmdir(self.directory)  # only if empty: never another's files
+
+    def _former(self) -> list[str]:
+        """The destination's files named like the parts (a staging directory is not)."""
+        head, _, tail = self.pattern.partition("*")
+        self.fs.invalidate_cache(self.directory)
+        try:
+            entries = self.fs.ls(self.directory, detail=True)
+        except FileNotFoundError:
+            return []
+        names = ((e["name"], posixpath.basename(e["name"].rstrip("/"))) for e in entries
+                 if e["type"] != "directory")
+        return sorted(p for p, n in names if len(n) >= len(head) + len(tail)
+                      and n.startswith(head) and n.endswith(tail))
+
+    def _refuse_former(self, former: list[str], outcome: str) -> None:
+        if former:
+            raise StreamError(f"{self.path}: holds {len(former)} file"
+                              f"{'s' if len(former) > 1 else ''} named like "
+                              f"{self.pattern} already (another run's parts?); {outcome}. "
+                              "Write to another destination, or pass overwrite=True to "
+                              "replace them all with this run's parts")
+
+    def _set_aside(self, path: str) -> None:
+        aside = posixpath.join(self._replaced, posixpath.basename(path))
+        if not self._aside:
+            self.fs.makedirs(self._replaced, exist_ok=True)
+        self.fs.mv(path, aside)
+        self._aside.append((path, aside))
 
     def _remove_staging(self) -> None:
         with suppress(FileNotFoundError):
@@ -323,15 +415,21 @@ class BagJob:
         self.on_error = on_error
 
     def to_textfiles(self, path: str, *, storage_options: dict[str, Any] | None = None,
-                     last_endline: bool = True, **kwargs: Any) -> StagedFiles:
+                     last_endline: bool = True, overwrite: bool = False, **kwargs: Any
+                     ) -> StagedFiles:
         """Lazy part files of ``bag`` at ``path`` (as ``Bag.to_textfiles``: a directory, or
         a name with ``*`` for the part number; any fsspec URL), for ``run``. They are
         written under a hidden staging directory there and published (moved into place)
-        only after the run's audit entry is written; a failed run leaves none of them."""
+        only after the run's audit entry is written; a failed run leaves none of them.
+
+        ``run`` refuses a destination already holding files named like the parts, before
+        computing anything: its readers would take both runs' parts for one output. With
+        ``overwrite=True``, the published parts replace all of those files instead (a
+        failed run leaves them as they were)."""
         if "compute" in kwargs:
             raise TypeError("to_textfiles is lazy here: run() computes it")
         return StagedFiles(self.bag, path, storage_options,
-                           {"last_endline": last_endline, **kwargs})
+                           {"last_endline": last_endline, **kwargs}, overwrite)
 
     def run(self, *outputs: Any, audit: AuditLog | None = None) -> RunStats:
         """Compute ``outputs`` (``job.to_textfiles(...)``, ``job.bag`` itself, or any
@@ -339,11 +437,13 @@ class BagJob:
         then publish the ``to_textfiles`` outputs. ``self.results`` holds each output's
         result (for ``to_textfiles``, the published paths).
 
-        If the run fails (a partition fails, the audit entry cannot be written), the
-        ``to_textfiles`` outputs are removed and nothing is published. Writers made
-        directly from ``job.bag`` write while the run computes: their files exist, maybe
-        incomplete, before the audit entry and stay after a failure; treat them as
-        published only once ``run`` returns, and delete them if it raises.
+        A ``to_textfiles`` destination that already holds parts is refused first (see
+        ``to_textfiles``). If the run fails (a partition fails, the audit entry cannot be
+        written, a part cannot be moved into place), the ``to_textfiles`` outputs are
+        removed, the files they were to replace put back, and nothing is published.
+        Writers made directly from ``job.bag`` write while the run computes: their files
+        exist, maybe incomplete, before the audit entry and stay after a failure; treat
+        them as published only once ``run`` returns, and delete them if it raises.
 
         Returns the merged counts; with ``on_error="raise"``, a rejected record raises
         ``RecordError`` (first rejected line, numbered across the whole bag) once the
@@ -351,6 +451,8 @@ class BagJob:
         the output.
         """
         staged = [o for o in outputs if isinstance(o, StagedFiles)]
+        for o in staged:
+            o.check()
         try:
             stats = self._run(outputs, audit)
             self.results = [o.publish() if isinstance(o, StagedFiles) else r
@@ -359,6 +461,14 @@ class BagJob:
             for o in staged:
                 o.discard()
             raise
+        failures = []
+        for o in staged:
+            try:
+                o.finish()
+            except PseudonymError as e:
+                failures.append(e)
+        if failures:
+            raise failures[0]
         if self.on_error == "raise" and stats.rejected:
             kind = min(stats.errors, key=lambda k: stats.errors[k]["records"][:1] or [0])
             first = stats.errors[kind]["records"]

@@ -19,7 +19,7 @@ from distributed import Client, LocalCluster
 
 from pseudonym import AuditLog, KeyRing, MasterKey, Policy, RecordError, anonymise
 from pseudonym.dask import KeyRef, anonymise_bag
-from pseudonym.errors import KeyRingError
+from pseudonym.errors import KeyRingError, PseudonymError, StreamError
 
 from .conftest import EXAMPLES, SHARED
 
@@ -80,10 +80,17 @@ def example_lines() -> list[str]:
     return (EXAMPLES / "traces.jsonl").read_text().splitlines()
 
 
-def example_job(key_file):
-    """The example traces, in 3 partitions, through the example policy with a key file."""
-    return anonymise_bag(db.from_sequence(example_lines(), npartitions=3), POLICY,
-                         key=KeyRef.file(key_file))
+def example_job(key_file, npartitions: int = 3):
+    """The example traces, in ``npartitions``, through the example policy with a key file."""
+    bag = db.from_sequence(example_lines(), npartitions=npartitions)
+    assert bag.npartitions == npartitions
+    return anonymise_bag(bag, POLICY, key=KeyRef.file(key_file))
+
+
+def example_output() -> list[dict]:
+    """What any run of ``example_job`` writes, record by record."""
+    return list(anonymise([json.loads(x) for x in example_lines()], Policy.load(POLICY),
+                          keys=KeyRing([KEY])))
 
 
 def test_bag_output_is_the_cli_output_line_for_line(client, parts, key_file, tmp_path):
@@ -316,6 +323,95 @@ def test_a_failed_run_returns_only_once_every_writer_has_stopped(client, tmp_pat
     assert late.exists()
 
 
+def contents(directory) -> dict[str, bytes]:
+    """Every file under the output directory, hidden ones included, with its bytes."""
+    return {p: (directory / p).read_bytes() for p in published(directory)
+            if (directory / p).is_file()}
+
+
+def test_a_destination_holding_parts_is_refused_before_the_run(client, key_file, tmp_path):
+    """Found by review: publishing moved each part over its namesake and left the others
+    be, so a second run of fewer partitions (or of more than 10, named 00, 01...) left a
+    destination mixing two runs' parts, only one of them described by the audit."""
+    out = tmp_path / "out"
+    job = example_job(key_file)
+    with AuditLog.open(tmp_path / "audit.jsonl") as audit:
+        job.run(job.to_textfiles(str(out / "part-*.jsonl")), audit=audit)
+    before = contents(out)
+    job = example_job(key_file, npartitions=2)
+    writes = job.to_textfiles(str(out / "part-*.jsonl"))
+    with AuditLog.open(tmp_path / "audit.jsonl") as audit, \
+            pytest.raises(StreamError, match="overwrite=True") as e:
+        job.run(writes, audit=audit)
+    assert str(e.value).startswith(f"{out / 'part-*.jsonl'}: holds 3 files named")
+    assert contents(out) == before
+    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 1  # never started
+
+
+def test_overwrite_replaces_the_former_parts_entirely(client, key_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README").write_text("not ours\n")
+    for n in (3, 2):
+        job = example_job(key_file, npartitions=n)
+        stats = job.run(job.to_textfiles(str(out / "part-*.jsonl"), overwrite=True))
+    assert published(out) == ["README", "part-0.jsonl", "part-1.jsonl"]
+    assert job.results[0] == [str(out / "part-0.jsonl"), str(out / "part-1.jsonl")]
+    got = (out / "part-0.jsonl").read_text() + (out / "part-1.jsonl").read_text()
+    assert [json.loads(x) for x in got.splitlines()] == example_output()
+    assert stats.written == len(example_lines())
+
+
+@pytest.mark.parametrize("failing_move", [4, 5])
+def test_a_failed_overwrite_puts_the_former_parts_back(monkeypatch, key_file, tmp_path,
+                                                        failing_move):
+    """Publishing 2 parts over 3: part-0 set aside (move 1), the new part-0 in (2), the
+    same for part-1 (3, 4), then part-2 set aside (5): a move that fails while the new
+    parts go in (4) or once they are in (5) leaves the former 3 as they were."""
+    import dask
+
+    out = tmp_path / "out"
+    with dask.config.set(scheduler="sync"):
+        job = example_job(key_file)
+        job.run(job.to_textfiles(str(out / "part-*.jsonl")))
+        before = contents(out)
+        job = example_job(key_file, npartitions=2)
+        writes = job.to_textfiles(str(out / "part-*.jsonl"), overwrite=True)
+        moves = []
+        move = writes.fs.mv
+
+        def failing(src, dst, **kwargs):
+            moves.append(dst)
+            if len(moves) == failing_move:
+                raise PermissionError(13, "Permission denied")
+            return move(src, dst, **kwargs)
+
+        monkeypatch.setattr(writes.fs, "mv", failing)
+        with pytest.raises(PseudonymError, match="no output was published") as e:
+            job.run(writes)
+    assert "Permission denied" in str(e.value)
+    assert contents(out) == before
+
+
+def test_parts_that_appear_during_the_run_are_not_published_over(key_file, tmp_path):
+    """The destination is checked again when publishing: another run that wrote there in
+    the meantime is not mixed with this one."""
+    import dask
+
+    class Intruding(AuditLog):
+        def append(self, entry):
+            (tmp_path / "out" / "part-9.jsonl").write_text("{}\n")
+            return super().append(entry)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    job = example_job(key_file)
+    with dask.config.set(scheduler="sync"), pytest.raises(StreamError, match="holds 1 file"):
+        job.run(job.to_textfiles(str(out / "part-*.jsonl")),
+                audit=Intruding.open(tmp_path / "audit.jsonl"))
+    assert contents(out) == {"part-9.jsonl": b"{}\n"}
+
+
 @pytest.fixture
 def memory_fs():
     """fsspec's in-memory file system: a remote store (S3, GCS) as the code sees one,
@@ -450,6 +546,24 @@ def test_a_failed_run_leaves_nothing_in_the_bucket(client, s3, key_file):
                                      storage_options=options))
     fs.invalidate_cache()
     assert fs.find("traces/kept") == ["traces/kept/README"] and not fs.find("traces/fresh")
+
+
+def test_a_second_run_into_the_bucket_is_refused_unless_it_overwrites(client, s3, key_file):
+    """On an object store a move is a copy and a delete, and the listing is cached: the
+    former parts are still found, and replaced."""
+    fs, options = s3
+    url = "s3://traces/again/part-*.jsonl"
+    job = example_job(key_file)
+    job.run(job.to_textfiles(url, storage_options=options))
+    job = example_job(key_file, npartitions=2)
+    with pytest.raises(StreamError, match=r"^s3://traces/again/part-\*\.jsonl: holds 3 "):
+        job.run(job.to_textfiles(url, storage_options=options))
+    job.run(job.to_textfiles(url, storage_options=options, overwrite=True))
+    parts = [f"traces/again/part-{i}.jsonl" for i in range(2)]
+    fs.invalidate_cache()
+    assert sorted(fs.find("traces/again")) == parts
+    got = b"".join(fs.cat(p) for p in parts)
+    assert [json.loads(x) for x in got.splitlines()] == example_output()
 
 
 def test_a_scrub_rule_writing_pseudonyms_finds_the_key_like_any_keyed_rule(monkeypatch):
