@@ -175,7 +175,7 @@ def _treat(items: Iterable[Any], spec: _Spec) -> list[tuple[list[Any], dict[str,
         positions = stats.read
     else:
         raws = [_as_bytes(i).rstrip(b"\r\n") for i in items]
-        if raws and raws[0].startswith(BOM):  # a file's first line, as the command reads it
+        if raws and raws[0].startswith(BOM):  # where a file starts, with read_text's default
             raws[0] = raws[0][len(BOM):]
         out = [b.decode("utf-8") for b in run_lines(plan, raws, stats)]
         positions = len(raws)

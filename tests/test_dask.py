@@ -482,6 +482,32 @@ def test_a_byte_order_mark_is_dropped_at_the_start_of_a_file_only(memory_fs, key
     assert stats.errors["invalid-json"]["records"] == [8]
 
 
+def test_a_byte_order_mark_is_dropped_where_a_partition_starts(memory_fs, key_file):
+    """The Dask page says so: a partition cannot tell whether it starts a file, so the mark
+    is dropped at the start of each partition, even one that starts mid-file (as with
+    read_text's blocksize), and a file's mark in the middle of a partition (as with
+    files_per_partition) is kept, its line rejected, unless read as utf-8-sig."""
+    import dask
+
+    fs, root = memory_fs
+    lines = example_lines()
+    for name, part in (("a", lines[:6]), ("b", lines[6:])):
+        fs.pipe(f"{root}/in/{name}.jsonl", ("\ufeff" + "\n".join(part) + "\n").encode())
+
+    def counts(bag):
+        job = anonymise_bag(bag, POLICY, key=KeyRef.file(key_file), on_error="skip")
+        with dask.config.set(scheduler="sync"):
+            stats = job.run(job.bag)
+        return stats.written, stats.rejected
+
+    mid_file = [lines[0], "\ufeff" + lines[1], "\ufeff" + lines[2], lines[3]]
+    assert counts(db.from_sequence(mid_file, npartitions=2)) == (3, 1)
+    url = f"memory://{root}/in/*.jsonl"
+    assert counts(db.read_text(url, files_per_partition=2)) == (len(lines) - 1, 1)
+    assert counts(db.read_text(url, files_per_partition=2, encoding="utf-8-sig")) == \
+        (len(lines), 0)
+
+
 @pytest.fixture(scope="module")
 def s3():
     """A real S3 server (moto's), reached over HTTP by the client and by the cluster's
