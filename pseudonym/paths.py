@@ -81,7 +81,9 @@ def _parse(text: str) -> Any:
     with _parser_lock:
         if _parser is None:
             _parser = ExtendedJsonPathParser()
-        return _parser.parse(text)
+        with warnings.catch_warnings():  # '&' warns of its deprecation: it is refused below
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _parser.parse(text)
 
 
 @lru_cache(maxsize=4096)
