@@ -147,6 +147,27 @@ def test_an_address_elsewhere_gets_its_pseudonym_url_encoded_or_not(keys):
         assert scrub(text, keys, opts) == want
 
 
+@pytest.mark.parametrize(("text", "addresses"), [
+    ("next=%2Fprofile%2Fbob%40example.net", ["bob@example.net"]),
+    ("next=%2Fprofile%2Fbob@example.net", ["bob@example.net"]),
+    ("x%2CBob@Example.net", ["bob@example.net"]),
+    ("from=Bob%20Martin%20%3Cbob%40example.net%3E", ["bob@example.net"]),
+    ("to=bob%40example.net%2Cada%40example.org", ["bob@example.net", "ada@example.org"]),
+])
+def test_an_address_url_encoded_with_what_surrounds_it_gets_the_address_pseudonym(
+        keys, text, addresses):
+    """Found by review: the detector takes escapes next to an address into its match
+    (%2F of a path, %2C between two addresses), and the match's decoded text was
+    pseudonymised whole: the address got a pseudonym lookup does not give, and two people
+    one between them. Token mode replaces the same text as before."""
+    opts = {"replace": "pseudonym", "record": False}
+    want = [p for a in addresses for p in pseudonyms(scrub(f"to {a}", keys, opts))]
+    out = scrub(text, keys, opts)
+    assert pseudonyms(out) == want and "example" not in PSEUDONYM.sub("", out)
+    assert pseudonyms(scrub(text, keys, {"replace": "pseudonym"}, user=addresses[0])) == want
+    assert scrub(text, keys) == re.sub(r"(\[EMAIL:[0-9a-f]{16}\])+", "[EMAIL]", out)
+
+
 def test_a_digest_scrub_cannot_trace_keeps_a_pseudonym_of_its_own(keys):
     """A digest that is none of the record's identifiers' (someone else's address hashed)
     cannot be traced back: it gets the digest's pseudonym, the same in every record

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..record import glued_to_digits, plain_identifier
+from ..record import glued_to_digits
 from .base import BuildContext, Options, action
 
 IDENTIFYING_PARAMS = frozenset({
@@ -183,8 +183,8 @@ class ScrubOptions(Options):
     """token: ``[EMAIL]``, ``[USER]``...; pseudonym: ``[EMAIL:<keyed pseudonym>]``, the
     pseudonym of what the match stands for: any form of one of the record's identifiers
     (any case, URL-encoded, MD5/SHA-1/SHA-256 hex) gets the identifier's, a URL-encoded
-    address the address's; a digest that is none of the record's identifiers' gets its
-    own (scrub cannot know whose it is)."""
+    address the address's (one token per address a match holds); a digest that is none
+    of the record's identifiers' gets its own (scrub cannot know whose it is)."""
 
     @property
     def keyed(self) -> bool:
@@ -210,15 +210,21 @@ def match_pseudonym(ctx: BuildContext) -> Callable[[str], str]:
     return lambda text: digest(text.strip().lower().encode("utf-8", "surrogatepass")).hex()[:16]
 
 
-def _address(match: str) -> str:
-    """What an address the ``email`` detector found stands for: URL-encoded (``%40``,
-    ``mailto%3A``) it is the same address, and gets the same pseudonym."""
+_EMAIL = re.compile(DETECTORS["email"][1], re.IGNORECASE)
+
+
+def _addresses(match: str) -> list[str]:
+    """The addresses an ``email`` match stands for. URL-encoded (``%40``, ``mailto%3A``),
+    it is the same address, and gets the same pseudonym; the escapes the match took in
+    with it (``%2F`` of a path before it, ``%2C`` between two addresses) are not part of
+    any: each address its decoded text holds stands for itself."""
     if "%" not in match:
-        return match
+        return [match]
     try:
-        return plain_identifier(unquote(match, errors="strict"))
+        decoded = unquote(match, errors="strict")
     except UnicodeDecodeError:  # the escapes encode no text: the match is taken as written
-        return match
+        return [match]
+    return [m.group(0) for m in _EMAIL.finditer(decoded)] or [match]
 
 
 def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
@@ -247,9 +253,11 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     for token, rx, check, early in compiled:
         if not early:
             then.append((token, rx, check))
+        elif keyed and token == "EMAIL":
+            first.append((rx, lambda m, t=token: "".join(
+                render(t, a) for a in _addresses(m.group(0)))))
         elif check is None:
-            plain = _address if token == "EMAIL" else str
-            first.append((rx, lambda m, t=token, f=plain: render(t, f(m.group(0)))))
+            first.append((rx, lambda m, t=token: render(t, m.group(0))))
         else:
             first.append((rx, lambda m, t=token, c=check: _render_checked(
                 m.group(0), c, lambda found: render(t, found))))
