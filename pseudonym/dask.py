@@ -242,6 +242,9 @@ class StagedFiles:
             raise ValueError(f"{path}: a * may appear in the file name only")
         self.directory = directory.rstrip("/") or "/"
         self.pattern = pattern
+        self._place = self.fs.unstrip_protocol(
+            os.path.realpath(self.directory) if isinstance(self.fs, LocalFileSystem)
+            else self.directory)
         self.staging = posixpath.join(self.directory, STAGING_PREFIX + uuid.uuid4().hex)
         self._parts = posixpath.join(self.staging, "parts")
         self._replaced = posixpath.join(self.staging, "replaced")
@@ -250,6 +253,16 @@ class StagedFiles:
         self.published: list[str] = []
         self._aside: list[tuple[str, str]] = []
         self._stranded = 0
+
+    def clashes(self, other: StagedFiles) -> bool:
+        """Whether ``other`` writes to the same directory parts that could be named like
+        these: each would take the other's new parts for former ones."""
+        if self._place != other._place:
+            return False
+        head, _, tail = self.pattern.partition("*")
+        other_head, _, other_tail = other.pattern.partition("*")
+        return ((head.startswith(other_head) or other_head.startswith(head))
+                and (tail.endswith(other_tail) or other_tail.endswith(tail)))
 
     def check(self) -> None:
         """Refuse, before the run starts, a destination holding parts (unless
@@ -438,9 +451,12 @@ class BagJob:
         result (for ``to_textfiles``, the published paths).
 
         A ``to_textfiles`` destination that already holds parts is refused first (see
-        ``to_textfiles``). If the run fails (a partition fails, the audit entry cannot be
-        written, a part cannot be moved into place), the ``to_textfiles`` outputs are
-        removed, the files they were to replace put back, and nothing is published.
+        ``to_textfiles``), as are two ``to_textfiles`` outputs whose parts could be named
+        alike in one directory (``part-*.jsonl`` and ``*.jsonl``; ``part-*.jsonl`` and
+        ``part-*.jsonl.gz`` may share one). If the run fails (a partition fails, the
+        audit entry cannot be written, a part cannot be moved into place), the
+        ``to_textfiles`` outputs are removed, the files they were to replace put back, and
+        nothing is published.
         Writers made directly from ``job.bag`` write while the run computes: their files
         exist, maybe incomplete, before the audit entry and stay after a failure; treat
         them as published only once ``run`` returns, and delete them if it raises.
@@ -451,6 +467,16 @@ class BagJob:
         the output.
         """
         staged = [o for o in outputs if isinstance(o, StagedFiles)]
+        for i, o in enumerate(staged):
+            for other in staged[:i]:
+                if o is other:
+                    raise ValueError(f"{o.path}: this output is given to run twice, which "
+                                     "would publish its parts twice to the same destination")
+                if other.clashes(o):
+                    raise ValueError(f"{other.path}: another output of this run, {o.path}, "
+                                     "writes parts that could be named like these to the same "
+                                     "destination; give each output a directory or a name "
+                                     "pattern of its own")
         for o in staged:
             o.check()
         try:

@@ -412,6 +412,51 @@ def test_parts_that_appear_during_the_run_are_not_published_over(key_file, tmp_p
     assert contents(out) == {"part-9.jsonl": b"{}\n"}
 
 
+@pytest.mark.parametrize("second", ["{out}/part-*.jsonl", "{out}/./*.jsonl", "{out}//part-*",
+                                    "{link}/part-*.jsonl", "same"])
+def test_two_outputs_of_one_run_whose_parts_could_share_names_are_refused(
+        key_file, tmp_path, second):
+    """Found by review: each output took the other's new parts for former ones. With
+    overwrite, one output given twice set its own parts aside and left the destination
+    empty, the former parts gone; and a run failing after two such outputs were published
+    put back, part by part, the other's parts over the former ones."""
+    import dask
+
+    out = tmp_path / "out"
+    with dask.config.set(scheduler="sync"):
+        job = example_job(key_file)
+        job.run(job.to_textfiles(str(out / "part-*.jsonl")))
+        before = contents(out)
+        job = example_job(key_file, npartitions=2)
+        first = job.to_textfiles(str(out / "part-*.jsonl"), overwrite=True)
+        (tmp_path / "link").symlink_to(out)
+        other = first if second == "same" else job.to_textfiles(
+            second.format(out=out, link=tmp_path / "link"), overwrite=True)
+        with AuditLog.open(tmp_path / "audit.jsonl") as audit, \
+                pytest.raises(ValueError, match="same destination") as e:
+            job.run(first, other, audit=audit)
+    assert str(e.value).startswith(str(out / "part-*.jsonl"))
+    assert contents(out) == before
+    assert not (tmp_path / "audit.jsonl").read_text()  # nothing was started
+
+
+def test_two_outputs_of_one_run_may_share_a_directory_under_distinct_names(
+        key_file, tmp_path):
+    """Parts that cannot be named alike are no former parts of the other output."""
+    import dask
+
+    out = tmp_path / "out"
+    with dask.config.set(scheduler="sync"):
+        job = example_job(key_file)
+        job.run(job.to_textfiles(str(out / "part-*.jsonl"), overwrite=True),
+                job.to_textfiles(str(out / "part-*.jsonl.gz"), overwrite=True))
+    assert published(out) == [f"part-{i}.jsonl{gz}" for i in range(3) for gz in ("", ".gz")]
+    for gz in ("", ".gz"):
+        got = b"".join(gzip.decompress(d) if gz else d for name, d in sorted(
+            contents(out).items()) if name.endswith(f".jsonl{gz}"))
+        assert [json.loads(x) for x in got.splitlines()] == example_output()
+
+
 @pytest.fixture
 def memory_fs():
     """fsspec's in-memory file system: a remote store (S3, GCS) as the code sees one,
