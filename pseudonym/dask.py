@@ -286,6 +286,7 @@ class StagedFiles:
     def publish(self) -> list[str]:
         """Move the staged parts into place, the former ones aside (``overwrite``); on
         failure, take back the parts already moved and put the former ones back."""
+        self.published = []  # a former run's parts are former parts now
         try:
             self.fs.invalidate_cache(self.staging)
             staged = self.fs.ls(self._parts, detail=False) if self.fs.exists(

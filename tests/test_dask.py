@@ -393,6 +393,34 @@ def test_a_failed_overwrite_puts_the_former_parts_back(monkeypatch, key_file, tm
     assert contents(out) == before
 
 
+def test_an_output_run_again_publishes_and_puts_back_only_its_new_parts(monkeypatch, key_file,
+                                                                       tmp_path):
+    """Found by review: the published paths were kept from one run of an output to the
+    next, so job.results listed the first run's parts again, and a failed publishing
+    removed, as this run's, former parts it had not yet set aside."""
+    import dask
+
+    out = tmp_path / "out"
+    with dask.config.set(scheduler="sync"):
+        job = example_job(key_file)
+        writes = job.to_textfiles(str(out / "part-*.jsonl"), overwrite=True)
+        job.run(writes)
+        job.run(writes)
+        assert job.results == [[str(out / f"part-{i}.jsonl") for i in range(3)]]
+        before = contents(out)
+        move = writes.fs.mv
+
+        def failing(src, dst, **kwargs):  # the new part-0 going in
+            if dst == str(out / "part-0.jsonl") and src.endswith("/parts/part-0.jsonl"):
+                raise PermissionError(13, "Permission denied")
+            return move(src, dst, **kwargs)
+
+        monkeypatch.setattr(writes.fs, "mv", failing)
+        with pytest.raises(PseudonymError, match="no output was published"):
+            job.run(writes)
+    assert contents(out) == before
+
+
 def test_parts_that_appear_during_the_run_are_not_published_over(key_file, tmp_path):
     """The destination is checked again when publishing: another run that wrote there in
     the meantime is not mixed with this one."""
