@@ -121,6 +121,28 @@ def test_one_pseudonym_for_a_record_identifier_whatever_form_the_text_holds_it_i
     assert scrub(f"posted by {text} here", keys, opts, user=name) == plain
 
 
+@pytest.mark.parametrize("text", ["Jean Dupont Marie", "JEAN%20DUPONT%20MARIE",
+                                  "jean.dupont.marie"])
+def test_two_identifiers_written_overlapping_each_get_their_pseudonym(keys, text):
+    """Found by review: two of a record's identifiers sharing a word in the text (a
+    learner and a co-author) were replaced as one under a pseudonym of the text both
+    make, which neither's lookup gives. Each now gets its own, in order; in token mode
+    the text is one [USER] as before."""
+    one, two = ("Jean Dupont", "Dupont Marie") if " " in text.replace("%20", " ") else (
+        "jean.dupont", "dupont.marie")
+    def written(text: str, options: dict | None = None) -> str:
+        p = policy({"replace": "pseudonym"} if options is None else options,
+                   extra=[{"path": "$.mail", "action": "hash", "identifying": True}])
+        return anonymise({"user": one, "mail": two, "text": f"by {text} here"}, p,
+                         keys=keys)["text"]
+
+    want = pseudonyms(written(one)) + pseudonyms(written(two))
+    assert len(set(want)) == 2
+    out = written(text)
+    assert pseudonyms(out) == want and out.startswith("by [USER:") and out.endswith("] here")
+    assert written(text, {}) == "by [USER] here"
+
+
 @pytest.mark.parametrize("form", sorted(email_forms("Ada.Lovelace@example.org")))
 def test_one_pseudonym_for_an_address_whatever_form_the_text_holds_it_in(keys, form):
     """The address detector takes the written and URL-encoded forms (a [EMAIL:] token),

@@ -12,10 +12,10 @@ Every pattern is compiled when the policy compiles. A match becomes a typed toke
 (``[EMAIL]``) or, with ``replace: pseudonym``, a keyed pseudonym of what it stands for
 (stripped, lower-cased), so the same address gives the same text in every record: a form
 of one of the record's identifiers (any case, URL-encoded, a digest) stands for that
-identifier, a URL-encoded address for the address. One learner thus has one pseudonym,
-the one ``lookup`` gives, whatever form the text held. A digest that is none of the
-record's identifiers' (someone else's address hashed) cannot be traced back: it stands
-for itself.
+identifier, a URL-encoded address for the address, and two identifiers replaced as one
+for both (one token each). One learner thus has one pseudonym, the one ``lookup`` gives,
+whatever form the text held. A digest that is none of the record's identifiers'
+(someone else's address hashed) cannot be traced back: it stands for itself.
 
 Inside objects and arrays, keys are scrubbed like values, and a number whose decimal
 text is one of the record's identifiers (a user id) becomes the ``[USER]`` token.
@@ -265,10 +265,23 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
 
     def traced(rec: Any) -> Callable[[str, str], str]:
         """``render``, a form of the record's identifiers pseudonymised as the identifier
-        it stands for (a URL-encoded name, a digest: one learner, one pseudonym)."""
+        it stands for (a URL-encoded name, a digest: one learner, one pseudonym). Text
+        that two of them make overlapping (``Jean Dupont Marie``) is no form of either:
+        it gets one token per identifier written there, in order."""
         if not keyed or not use_record or rec is None:
             return render
-        return lambda kind, found: render(kind, rec.identifier_of(found) or found)
+
+        def stands_for(kind: str, found: str) -> str:
+            ident = rec.identifier_of(found)
+            if ident is not None:
+                return render(kind, ident)
+            if kind != "USER":
+                return render(kind, found)
+            idents = (rec.identifier_of(found[a:b]) for a, b in sorted(rec.id_spans(found)))
+            return "".join(render(kind, i) for i in dict.fromkeys(idents) if i is not None
+                           ) or render(kind, found)
+
+        return stands_for
 
     def text(value: str, rec: Any) -> str:
         for rx, fn in first:
