@@ -228,6 +228,16 @@ def glued_to_digits(text: str, a: int, b: int) -> bool:
             or (b < len(text) and text[b - 1].isalpha() and text[b].isdigit()))
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _after_escape(low: str, start: int) -> bool:
+    """Whether ``low[start]`` follows a URL escape (``%2F``), whose last hex digit ends the
+    escape, not a word: ``jdupont`` in ``%2Fu%2Fjdupont``."""
+    return (start >= 3 and low[start - 3] == "%" and low[start - 2] in _HEX
+            and low[start - 1] in _HEX)
+
+
 def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
     """Every whole-token occurrence of ``needles`` (lower case), case-insensitively, as
     ``(start, end)``; occurrences may overlap.
@@ -235,7 +245,8 @@ def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
     A match must not be glued to a letter or digit on a side where the needle itself
     starts or ends with one, so ``jo`` is not found in ``joint``, nor ``42`` in ``2042``;
     but digits glued to a letter end are a boundary, so ``jdupont42`` is found (handles
-    are names with digits added), for names of ``GLUED_MIN`` characters or more. A name
+    are names with digits added), for names of ``GLUED_MIN`` characters or more, and so
+    is a URL escape before the match (``%2Fjdupont``). A name
     found so inside an IBAN or a digest overlaps that detector's match, and the two are
     replaced as one.
     """
@@ -246,7 +257,8 @@ def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
         start = low.find(n)
         while start != -1:
             end = start + len(n)
-            ok_before = start == 0 or not _glued(n[0], low[start - 1], split)
+            ok_before = (start == 0 or not _glued(n[0], low[start - 1], split)
+                         or _after_escape(low, start))
             ok_after = end == len(low) or not _glued(n[-1], low[end], split)
             if ok_before and ok_after:
                 spans.append((start, end))

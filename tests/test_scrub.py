@@ -227,6 +227,24 @@ def test_record_identifiers_with_digits_glued_on_are_removed(keys):
     assert scrub("bob42 and 7bob", keys, {"detectors": []}, user="bob") == "[USER]42 and 7[USER]"
 
 
+@pytest.mark.parametrize(("text", "want"), [
+    ("next=%2Fu%2Fjdupont%2Fprofile", "next=%2Fu%2F[USER]%2Fprofile"),
+    ("to=ada%2cjdupont", "to=ada%2c[USER]"),
+    ("q=jdupont%20and%20more", "q=[USER]%20and%20more"),
+    ("%2Fjdupont42", "%2F[USER]42"),
+])
+def test_a_record_identifier_right_after_a_url_escape_is_removed(keys, text, want):
+    """Found by review: the escape's last hex digit counted as part of the word, so a
+    username written after ``%2F`` or ``%2C`` in a URL-encoded path or list stayed in clear."""
+    assert scrub(text, keys, {"detectors": []}, user="jdupont") == want
+
+
+def test_an_escape_is_a_boundary_only_where_it_is_one(keys):
+    """Only a whole ``%XX`` escape ends a word: a name glued to other letters stays whole."""
+    assert scrub("x%2zjdupont and efjdupont", keys, {"detectors": []},
+                 user="jdupont") == "x%2zjdupont and efjdupont"
+
+
 @pytest.mark.parametrize(("user", "text"), [
     ("ed", "block@3ed4a9c0e1b2"), ("d4", "id f47ac10b-58cc-4372-a567-0e02b2c3d479 ok"),
     ("ad", "object 5f1ad3e2 ok"), ("3d", "a 3D2 print"), ("jo", "JO2024 games")])
