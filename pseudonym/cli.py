@@ -400,6 +400,10 @@ def _anchor(value: str) -> Anchor:
     try:
         data = Path(value).read_bytes()
     except OSError as e:
+        if value.lstrip().startswith("{"):  # the line itself: a lookup's reason may name someone
+            raise PseudonymError("--anchor: an entry's line given in place of a file naming "
+                                 "the copy; keep it in a file and give the file's name, or "
+                                 "give it on standard input with --anchor -") from None
         raise PseudonymError(f"--anchor: {value}: neither an entry's SHA-256 (64 hex digits) "
                              f"nor a file that can be read ({e.strerror})") from None
     return Anchor.parse(data, value)

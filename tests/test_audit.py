@@ -564,3 +564,19 @@ def test_audit_verify_refuses_a_copy_it_cannot_use_without_quoting_it(tmp_path):
     assert r.returncode == 2 and r.stderr.decode() == (
         "pseudonym: --anchor: 3f2a9c: neither an entry's SHA-256 (64 hex digits) nor a file "
         "that can be read (No such file or directory)\n")
+
+
+def test_audit_verify_never_quotes_an_entry_given_in_place_of_the_copy_file(tmp_path):
+    """``--anchor "$(tail -n 1 audit.jsonl)"`` gives the line itself, not a file: a
+    lookup's reason may name a person, so the refusal does not echo it."""
+    log = tmp_path / "audit.jsonl"
+    AuditLog.open(log).append({"entry": "lookup", "reason": "request from Alice Martin"})
+    line = log.read_bytes().splitlines()[0].decode()
+    for given in (line, line[:120], json.dumps(json.loads(line), indent=2)):
+        r = run_cli("audit", "verify", str(log), "--anchor", given)
+        assert r.returncode == 2 and r.stdout == b"", r.stderr
+        assert b"Alice" not in r.stderr and b"request" not in r.stderr
+        assert r.stderr.decode() == (
+            "pseudonym: --anchor: an entry's line given in place of a file naming the copy; "
+            "keep it in a file and give the file's name, or give it on standard input with "
+            "--anchor -\n")
