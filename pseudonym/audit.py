@@ -57,11 +57,20 @@ def _finite(text: str) -> float:
     return value
 
 
-def load_entry(line: bytes) -> Any:
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a name given twice")
+    return out
+
+
+def load_entry(line: bytes, names_once: bool = False) -> Any:
     """One line as JSON, refusing NaN, Infinity and numbers beyond a float, which no entry
-    holds and whose canonical form cannot be written (so neither chained nor sealed).
-    Raises ValueError or RecursionError."""
-    return json.loads(line, parse_constant=_no_constant, parse_float=_finite)
+    holds and whose canonical form cannot be written (so neither chained nor sealed); with
+    ``names_once``, a name given twice in an object too (JSON keeps its last value, so the
+    text would show what the entry does not say). Raises ValueError or RecursionError."""
+    return json.loads(line, parse_constant=_no_constant, parse_float=_finite,
+                      object_pairs_hook=_once if names_once else None)
 
 
 def entry_hash(line: bytes) -> str:
@@ -332,7 +341,7 @@ def _one_copy(data: bytes) -> Anchor | None:
     if SHA256_HEX.fullmatch(text.decode("ascii", "replace")):
         return Anchor(text.decode("ascii").lower())
     try:
-        entry = load_entry(text)
+        entry = load_entry(text, names_once=True)
         if not isinstance(entry, dict) or type(entry.get("seq")) is not int or entry["seq"] < 1:
             return None
         line = dumps(entry).encode("utf-8")

@@ -580,3 +580,18 @@ def test_audit_verify_never_quotes_an_entry_given_in_place_of_the_copy_file(tmp_
             "pseudonym: --anchor: an entry's line given in place of a file naming the copy; "
             "keep it in a file and give the file's name, or give it on standard input with "
             "--anchor -\n")
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["chain", "hmac"])
+def test_a_copy_naming_a_field_twice_is_refused(tmp_path, keys, with_key):
+    """JSON keeps the last of two values of a name: a copy changed by putting another value
+    first reads as something the entry never said, and must not pass for the entry."""
+    key = MasterKey.generate() if with_key else None
+    path = _runs(tmp_path, keys, key, 2)
+    last = _kept(path, as_line=True)
+    assert json.loads(last)["status"] == "completed"
+    changed = b'{"status":"failed",' + last[1:]
+    with pytest.raises(AuditError) as e:
+        verify(path, key, anchor=changed)
+    assert str(e.value).startswith("anchor: neither a line of the audit log")
+    assert verify(path, key, anchor=last).anchored_at == 2
