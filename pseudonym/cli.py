@@ -351,8 +351,11 @@ _AUDIT_TEXT = (
          "entry's SHA-256: keep it outside the pipeline, and give it back with --anchor to "
          "catch the removal of the last entries, which the chain alone cannot show.",
          "examples:\n  pseudonym audit verify audit.jsonl\n"
-         "  tail -n 1 audit.jsonl > /mnt/dpo/audit-last.jsonl   # after each run\n"
-         "  pseudonym audit verify audit.jsonl --anchor /mnt/dpo/audit-last.jsonl")
+         "  pseudonym audit verify audit.jsonl --anchor /mnt/dpo/audit-last.jsonl\n"
+         "  xargs -n 1 pseudonym audit verify audit.jsonl --anchor < /mnt/dpo/audit-hashes.txt\n\n"
+         "Keep the copies where those who run the pipeline cannot change or remove them; "
+         "if the pipeline sends them itself, verify against every one (the last one sent may "
+         "be of a log cut since).")
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:

@@ -145,6 +145,24 @@ def test_t6_removing_the_last_entries_is_only_caught_against_an_outside_copy(tmp
     assert not result.ok and str(result).startswith("entry 3, kept elsewhere, is missing")
 
 
+def test_t6_a_copy_sent_after_cutting_the_log_matches_it_so_every_copy_is_checked(tmp_path):
+    """Residual risk, stated in the threat model: where the pipeline sends the copies itself,
+    whoever runs it can cut the log and send one more copy, of the new last entry. The
+    latest copy then verifies; the copies sent before it do not."""
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLog.open(path)
+    for _ in range(3):
+        anonymise(traces()[0], policy(), keys=KEYS, audit=audit)
+    sent = [hashlib.sha256(path.read_bytes().splitlines()[-1]).hexdigest()]
+    path.write_bytes(b"".join(line + b"\n" for line in path.read_bytes().splitlines()[:2]))
+    sent.append(hashlib.sha256(path.read_bytes().splitlines()[-1]).hexdigest())
+    assert verify(path, anchor=sent[-1]).ok
+    assert [verify(path, anchor=copy).ok for copy in sent] == [False, True]
+    assert verify(path).last_hash == sent[-1]
+    with_line_end = hashlib.sha256(path.read_bytes().splitlines(keepends=True)[-1]).hexdigest()
+    assert not verify(path, anchor=with_line_end).ok  # what `tail -n 1 | sha256sum` gives
+
+
 # -- T7 errors and logs ----------------------------------------------------------------------
 def test_t7_internal_errors_carry_no_value(monkeypatch, capsys, tmp_path):
     """Even an unexpected bug's message (which might quote a value) stays out of stderr."""
