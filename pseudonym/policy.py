@@ -172,6 +172,9 @@ class Policy:
         if not isinstance(data, dict):
             raise PolicyError("a policy must be a mapping of header fields and rules",
                               source=source, line=_line(_node, ()))
+        lone = _lone_surrogate(data)
+        if lone is not None:  # pydantic fails on it, or stops there without reading on
+            raise _problem(lone[0], NOT_UNICODE, source, _node, place=lone[1])
         problems: list[PolicyError] = []
         model: PolicyModel | None = None
         faulty: set[Any] = set()
@@ -371,8 +374,32 @@ def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
     return best
 
 
-def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any, kind: str = ""
-             ) -> PolicyError:
+NOT_UNICODE = "not Unicode text: a lone surrogate (\\ud800 to \\udfff)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(data: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """Where the first name or text holding a lone surrogate (``\\ud800`` in JSON, or in
+    YAML's double quotes) is, as ``_problem``'s field and place: for a name, its mapping
+    and the name itself, whose line it is on. None when there is none."""
+    todo: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while todo:
+        loc, value = todo.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return loc, loc
+        elif isinstance(value, dict):
+            for k in value:
+                if isinstance(k, str) and _SURROGATE.search(k):
+                    return loc, (*loc, k)
+            todo.extend(((*loc, k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            todo.extend(((*loc, i), v) for i, v in reversed(list(enumerate(value))))
+    return None
+
+
+def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any, kind: str = "",
+             place: tuple[Any, ...] | None = None) -> PolicyError:
     if kind == "recursion_depth_exceeded":  # pydantic-core's limit, deep in a value
         loc, msg = loc[:4], "nested too deeply"
     rule = None
@@ -382,7 +409,8 @@ def _problem(loc: tuple[Any, ...], msg: str, source: str, node: Any, kind: str =
         field_loc = list(loc[2:])
     field = ".".join(str(p) for p in field_loc if not str(p).startswith("function-")) or None
     msg = msg.removeprefix("Value error, ")
-    return PolicyError(msg, source=source, line=_line(node, loc), rule=rule, field=field)
+    return PolicyError(msg, source=source, line=_line(node, loc if place is None else place),
+                       rule=rule, field=field)
 
 
 def _option_problems(rules: Any, faulty: set[Any], source: str, node: Any

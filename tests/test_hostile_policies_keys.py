@@ -38,6 +38,43 @@ def test_unknown_action(tmp_path):
     assert "unknown action 'pseudonymise'" in str(e.value) and "hash" in str(e.value)
 
 
+@pytest.mark.parametrize("name", ["policy.json", "policy.yaml"])
+@pytest.mark.parametrize("rule,line,field", [
+    ('{"path": "$.a\\udc00", "action": "keep"}', 3, "path"),
+    ('{"path": "$.a", "action": "pseudonymise\\ud800"}', 3, "action"),
+    ('{"path": "$.a", "action": "keep",\n  "why": "x\\ud800"}', 4, "why"),
+    ('{"path": "$.a", "action": "redact",\n  "options": {"value": ["x", "\\ud800"]}}', 4,
+     "options.value.1"),
+    ('{"path": "$.a", "action": "keep",\n  "when": {"x\\ud800": ["Agent"]}}', 4, "when"),
+])
+def test_a_lone_surrogate_is_refused_where_it_is(tmp_path, name, rule, line, field):
+    """``\\ud800`` in JSON (or in YAML's double quotes) is no character: refused naming its
+    place, never an internal error, a misleading reason or a message that cannot be
+    printed."""
+    text = ('{"name": "p", "version": "1", "domain": "d",\n'
+            f' "rules": [{{"path": "$.b", "action": "keep"}},\n {rule}]}}')
+    with pytest.raises(PolicyError) as e:
+        load(tmp_path, text, name)
+    assert (e.value.line, e.value.rule, e.value.field) == (line, 2, field)
+    assert e.value.reason == "not Unicode text: a lone surrogate (\\ud800 to \\udfff)"
+    str(e.value).encode("utf-8")
+
+
+@pytest.mark.parametrize("name", ["policy.json", "policy.yaml"])
+@pytest.mark.parametrize("rule", ['{"path": "$.b", "action": "pseudonymise"}',
+                                  '{"path": "$.b"}', '"keep"'])
+def test_a_name_holding_a_lone_surrogate_is_no_internal_error(tmp_path, name, rule):
+    """pydantic stops at such a name without reading the rules, whose options were then
+    checked as if the model had found them right: a rule it would have refused (an
+    unknown action, none, not a mapping) was an internal error."""
+    text = ('{"name": "p", "version": "1", "domain": "d",\n "x\\ud800": 1,\n'
+            f' "rules": [{{"path": "$.a", "action": "keep"}}, {rule}]}}')
+    with pytest.raises(PolicyError) as e:
+        load(tmp_path, text, name)
+    assert (e.value.line, e.value.rule, e.value.field) == (2, None, None)
+    assert e.value.reason == "not Unicode text: a lone surrogate (\\ud800 to \\udfff)"
+
+
 @pytest.mark.parametrize("path", ["$.a[", "a.b", "$.a[?(@.x ==", "$..", ""])
 def test_bad_jsonpath(tmp_path, path):
     with pytest.raises(PolicyError) as e:
