@@ -393,7 +393,7 @@ def verify_bytes(data: bytes, key: MasterKey | None = None,
             return Verification(False, n - 1, n, "not a JSON entry")
         if not isinstance(entry, dict):
             return Verification(False, n - 1, n, "not a JSON object")
-        if entry.get("seq") != n:
+        if type(entry.get("seq")) is not int or entry["seq"] != n:
             return Verification(False, n - 1, n, "out of sequence: entries before it were "
                                 "removed, inserted or reordered")
         sealed = mac_key is None or entry.get("hmac") == _entry_hmac(mac_key, entry)

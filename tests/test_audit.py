@@ -80,6 +80,18 @@ def test_chain_verifies_and_edits_are_caught(tmp_path, keys):
     assert verify(path).broken_at == 2
 
 
+@pytest.mark.parametrize("seq", ["true", "1.0"])
+def test_an_entry_whose_seq_is_not_a_whole_number_is_out_of_sequence(tmp_path, keys, seq):
+    """Found by review: ``seq`` compared equal to 1 as ``true`` or ``1.0``; pseudonym only
+    writes whole numbers, so such a line was written by something else."""
+    path, _ = run_with_audit(tmp_path, keys)
+    line = path.read_bytes()
+    path.write_bytes(line.replace(b'"seq":1,', b'"seq":' + seq.encode() + b",", 1))
+    assert path.read_bytes() != line
+    result = verify(path)
+    assert not result.ok and result.broken_at == 1 and "out of sequence" in result.reason
+
+
 def test_hmac_catches_a_rewritten_chain(tmp_path, keys):
     key = MasterKey.generate()
     path, _ = run_with_audit(tmp_path, keys, key)
