@@ -362,6 +362,13 @@ def test_overwrite_replaces_the_former_parts_entirely(client, key_file, tmp_path
     assert stats.written == len(example_lines())
 
 
+def former_parts(key_file, out):
+    """A first run's parts in ``out``, as ``contents`` reads them."""
+    job = example_job(key_file)
+    job.run(job.to_textfiles(str(out / "part-*.jsonl")))
+    return contents(out)
+
+
 @pytest.mark.parametrize("failing_move", [4, 5])
 def test_a_failed_overwrite_puts_the_former_parts_back(monkeypatch, key_file, tmp_path,
                                                         failing_move):
@@ -372,9 +379,7 @@ def test_a_failed_overwrite_puts_the_former_parts_back(monkeypatch, key_file, tm
 
     out = tmp_path / "out"
     with dask.config.set(scheduler="sync"):
-        job = example_job(key_file)
-        job.run(job.to_textfiles(str(out / "part-*.jsonl")))
-        before = contents(out)
+        before = former_parts(key_file, out)
         job = example_job(key_file, npartitions=2)
         writes = job.to_textfiles(str(out / "part-*.jsonl"), overwrite=True)
         moves = []
@@ -452,9 +457,7 @@ def test_two_outputs_of_one_run_whose_parts_could_share_names_are_refused(
 
     out = tmp_path / "out"
     with dask.config.set(scheduler="sync"):
-        job = example_job(key_file)
-        job.run(job.to_textfiles(str(out / "part-*.jsonl")))
-        before = contents(out)
+        before = former_parts(key_file, out)
         job = example_job(key_file, npartitions=2)
         first = job.to_textfiles(str(out / "part-*.jsonl"), overwrite=True)
         (tmp_path / "link").symlink_to(out)
