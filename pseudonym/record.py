@@ -231,11 +231,32 @@ def glued_to_digits(text: str, a: int, b: int) -> bool:
 _HEX = frozenset("0123456789abcdef")
 
 
-def _after_escape(low: str, start: int) -> bool:
-    """Whether ``low[start]`` follows a URL escape (``%2F``), whose last hex digit ends the
-    escape, not a word: ``jdupont`` in ``%2Fu%2Fjdupont``."""
-    return (start >= 3 and low[start - 3] == "%" and low[start - 2] in _HEX
-            and low[start - 1] in _HEX)
+def _escaped(low: str, end: int) -> str | None:
+    """The character the URL escapes ending at ``low[end]`` spell (``%2F``: ``/``,
+    ``%C3%A9``: ``é``), ``""`` if they spell none (``%E9``, Latin-1), None if there are
+    none: the escape's last hex digit is no part of a word, what it spells may be."""
+    data = b""
+    while (end >= 3 and len(data) < 4 and low[end - 3] == "%" and low[end - 2] in _HEX
+           and low[end - 1] in _HEX):
+        data = bytes.fromhex(low[end - 2:end]) + data
+        end -= 3
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return "" if data else None
+
+
+def _starts_word(low: str, start: int, first: str, split: bool) -> bool:
+    """Whether a needle starting with ``first`` starts a word at ``low[start]``. After a
+    URL escape, what the escape spells decides, not its last hex digit: ``jdupont`` in
+    ``%2Fu%2Fjdupont`` does, ``cole`` in ``%C3%A9cole`` (école) does not. Escapes that
+    spell no text (``%E9``, Latin-1) are taken for a boundary: the name goes."""
+    if start == 0:
+        return True
+    spelled = _escaped(low, start)
+    beside = low[start - 1] if spelled is None else spelled[-1:]
+    return not beside or not _glued(first, beside, split)
 
 
 def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -245,8 +266,8 @@ def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
     A match must not be glued to a letter or digit on a side where the needle itself
     starts or ends with one, so ``jo`` is not found in ``joint``, nor ``42`` in ``2042``;
     but digits glued to a letter end are a boundary, so ``jdupont42`` is found (handles
-    are names with digits added), for names of ``GLUED_MIN`` characters or more, and so
-    is a URL escape before the match (``%2Fjdupont``). A name
+    are names with digits added), for names of ``GLUED_MIN`` characters or more, and a URL
+    escape before the match is judged by what it spells (``%2Fjdupont`` is found). A name
     found so inside an IBAN or a digest overlaps that detector's match, and the two are
     replaced as one.
     """
@@ -257,10 +278,8 @@ def needle_spans(text: str, needles: tuple[str, ...]) -> list[tuple[int, int]]:
         start = low.find(n)
         while start != -1:
             end = start + len(n)
-            ok_before = (start == 0 or not _glued(n[0], low[start - 1], split)
-                         or _after_escape(low, start))
             ok_after = end == len(low) or not _glued(n[-1], low[end], split)
-            if ok_before and ok_after:
+            if ok_after and _starts_word(low, start, n[0], split):
                 spans.append((start, end))
             start = low.find(n, start + 1)
     return spans

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -243,6 +243,25 @@ def test_an_escape_is_a_boundary_only_where_it_is_one(keys):
     """Only a whole ``%XX`` escape ends a word: a name glued to other letters stays whole."""
     assert scrub("x%2zjdupont and efjdupont", keys, {"detectors": []},
                  user="jdupont") == "x%2zjdupont and efjdupont"
+
+
+@pytest.mark.parametrize(("user", "text"), [
+    ("cole", "q=%C3%A9cole"), ("al", "id%C3%A9al ok"), ("lise", "to%20%C3%89lise"),
+    ("dupont", "%41dupont"), ("42", "50%3242")])
+def test_an_escape_spelling_a_letter_or_digit_ends_no_word(keys, user, text):
+    """Found by review: any escape counted as a boundary, so a name ending a word that
+    starts with an accented letter (%C3%A9cole is école) was taken out of it, where the
+    same word written plainly is left whole."""
+    plain = unquote(text)
+    assert scrub(plain, keys, {"detectors": []}, user=user) == plain
+    assert scrub(text, keys, {"detectors": []}, user=user) == text
+
+
+@pytest.mark.parametrize("text", ["a%C2%A0jdupont", "a%E2%80%AFjdupont", "a%E9jdupont"])
+def test_an_escape_spelling_a_space_or_no_text_ends_a_word(keys, text):
+    """A no-break space ends a word; a byte that is no UTF-8 (%E9, Latin-1 é) cannot be
+    read, and the name after it is taken out rather than left in clear."""
+    assert scrub(text, keys, {"detectors": []}, user="jdupont") == text[:-7] + "[USER]"
 
 
 @pytest.mark.parametrize(("user", "text"), [
