@@ -175,6 +175,9 @@ def test_an_address_elsewhere_gets_its_pseudonym_url_encoded_or_not(keys):
     ("x%2CBob@Example.net", ["bob@example.net"]),
     ("from=Bob%20Martin%20%3Cbob%40example.net%3E", ["bob@example.net"]),
     ("to=bob%40example.net%2Cada%40example.org", ["bob@example.net", "ada@example.org"]),
+    ("to=bob%40example.net%2C+ada%40example.org", ["bob@example.net", "ada@example.org"]),
+    ("to%3A+bob%40example.net", ["bob@example.net"]),
+    ("next=%2Fcaf%E9%2Fbob%40example.net", ["bob@example.net"]),
 ])
 def test_an_address_url_encoded_with_what_surrounds_it_gets_the_address_pseudonym(
         keys, text, addresses):
@@ -188,6 +191,14 @@ def test_an_address_url_encoded_with_what_surrounds_it_gets_the_address_pseudony
     assert pseudonyms(out) == want and "example" not in PSEUDONYM.sub("", out)
     assert pseudonyms(scrub(text, keys, {"replace": "pseudonym"}, user=addresses[0])) == want
     assert scrub(text, keys) == re.sub(r"(\[EMAIL:[0-9a-f]{16}\])+", "[EMAIL]", out)
+
+
+def test_an_address_glued_to_a_byte_that_is_no_text_is_taken_as_written(keys):
+    """``%E9bob%40example.net`` may be Latin-1 for ``ébob@example.net``: bob's
+    pseudonym would name another; the match keeps a pseudonym of its own."""
+    opts = {"replace": "pseudonym", "record": False}
+    out = pseudonyms(scrub("to=%E9bob%40example.net", keys, opts))
+    assert len(out) == 1 and out != pseudonyms(scrub("to bob@example.net", keys, opts))
 
 
 def test_a_digest_scrub_cannot_trace_keeps_a_pseudonym_of_its_own(keys):

@@ -213,18 +213,29 @@ def match_pseudonym(ctx: BuildContext) -> Callable[[str], str]:
 _EMAIL = re.compile(DETECTORS["email"][1], re.IGNORECASE)
 
 
+_NO_TEXT = re.compile("[\udc80-\udcff]")
+"""A byte the escapes spell that is no UTF-8, as ``unquote(errors="surrogateescape")``
+keeps it."""
+
+
 def _addresses(match: str) -> list[str]:
     """The addresses an ``email`` match stands for. URL-encoded (``%40``, ``mailto%3A``),
     it is the same address, and gets the same pseudonym; the escapes the match took in
     with it (``%2F`` of a path before it, ``%2C`` between two addresses) are not part of
-    any: each address its decoded text holds stands for itself."""
+    any: each address its decoded text holds stands for itself. A ``+`` it starts with
+    is a space (``%2C+ada%40x.org``, form-encoded): an encoder that escapes ``@`` escapes
+    an address's ``+``. An address glued to a byte that is no text (``%E9bob``, maybe
+    Latin-1 ``ébob``) may be another's: the match is then taken as written."""
     if "%" not in match:
         return [match]
-    try:
-        decoded = unquote(match, errors="strict")
-    except UnicodeDecodeError:  # the escapes encode no text: the match is taken as written
-        return [match]
-    return [m.group(0) for m in _EMAIL.finditer(decoded)] or [match]
+    decoded = unquote(match, errors="surrogateescape")
+    found = []
+    for m in _EMAIL.finditer(decoded):
+        if _NO_TEXT.match(decoded, max(m.start() - 1, 0)) or _NO_TEXT.match(decoded, m.end()):
+            return [match]
+        address = m.group(0).lstrip("+")
+        found.append(address if address[:1] not in ("", "@") else m.group(0))
+    return found or [match]
 
 
 def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
