@@ -261,6 +261,13 @@ def json_schema() -> dict[str, Any]:
 
 
 # -- YAML and JSON reading with places ----------------------------------------------------
+_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def _joined(pair: re.Match[str]) -> str:
+    return pair.group().encode("utf-16", "surrogatepass").decode("utf-16")
+
+
 class _Loader(yaml.SafeLoader):
     """Safe YAML without aliases (no 'billion laughs') and without duplicate keys."""
 
@@ -282,6 +289,12 @@ class _Loader(yaml.SafeLoader):
             raise PolicyError(f"not valid YAML: the value is not a valid {kind} (quote it "
                               "to keep it as text)", source=self.source,
                               line=node.start_mark.line + 1) from None
+
+    def construct_scalar(self, node: Any) -> Any:
+        """A surrogate pair is the character it stands for: JSON, which is YAML, spells
+        an emoji so (``"\\ud83d\\ude00"``); PyYAML reads each half alone."""
+        value = super().construct_scalar(node)
+        return _PAIR.sub(_joined, value) if isinstance(value, str) else value
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if not isinstance(node, yaml.MappingNode):  # "!!map x": PyYAML refuses it, placed

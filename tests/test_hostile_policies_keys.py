@@ -3,6 +3,7 @@ key material echoed, and a command that stops before reading any data."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,19 @@ def test_a_name_holding_a_lone_surrogate_is_no_internal_error(tmp_path, name, ru
         load(tmp_path, text, name)
     assert (e.value.line, e.value.rule, e.value.field) == (2, None, None)
     assert e.value.reason == "not Unicode text: a lone surrogate (\\ud800 to \\udfff)"
+
+
+@pytest.mark.parametrize("name", ["policy.json", "policy.yaml"])
+def test_a_surrogate_pair_is_the_character_it_stands_for(tmp_path, name):
+    """JSON written with escapes (json.dumps by default) spells an emoji as the pair
+    \\ud83d\\ude00, and JSON is YAML: PyYAML read the pair as two lone surrogates,
+    refused as no Unicode text. Read as one character, the policy is the one written with
+    the emoji itself."""
+    data = {"name": "p", "version": "1", "domain": "d", "description": "ok \U0001F600",
+            "rules": [{"path": "$.a", "action": "keep", "why": "\U0001F4DA course"}]}
+    escaped = load(tmp_path, json.dumps(data), name)
+    assert escaped.sha256 == Policy.from_dict(data).sha256
+    assert "\\ud83d\\ude00" in json.dumps(data)
 
 
 @pytest.mark.parametrize("path", ["$.a[", "a.b", "$.a[?(@.x ==", "$..", ""])
