@@ -124,7 +124,7 @@ def _identifying_url(text: str) -> bool:
 
 DETECTORS: dict[str, tuple[str, str, Check | None]] = {
     "email": ("EMAIL",
-              r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+              r"(?<![\w.%+-])[\w.%+-]+(?:@|%(?:25)*40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
               r"\.[A-Za-z]{2,}(?![\w-])", None),
     "url": ("URL", r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"']+",
             _whole(_identifying_url)),
@@ -222,13 +222,18 @@ def _addresses(match: str) -> list[str]:
     """The addresses an ``email`` match stands for. URL-encoded (``%40``, ``mailto%3A``),
     it is the same address, and gets the same pseudonym; the escapes the match took in
     with it (``%2F`` of a path before it, ``%2C`` between two addresses) are not part of
-    any: each address its decoded text holds stands for itself. A ``+`` it starts with
+    any: each address its decoded text holds stands for itself (decoded again while it
+    holds no ``@``: a URL inside a URL's query is encoded twice, %2540). A ``+`` it starts with
     is a space (``%2C+ada%40x.org``, form-encoded): an encoder that escapes ``@`` escapes
     an address's ``+``. An address glued to a byte that is no text (``%E9bob``, maybe
     Latin-1 ``ébob``) may be another's: the match is then taken as written."""
     if "%" not in match:
         return [match]
     decoded = unquote(match, errors="surrogateescape")
+    while "@" not in decoded and "%" in decoded:  # encoded twice or more: %2540
+        decoded, was = unquote(decoded, errors="surrogateescape"), decoded
+        if decoded == was:
+            break
     found = []
     for m in _EMAIL.finditer(decoded):
         if _NO_TEXT.match(decoded, max(m.start() - 1, 0)) or _NO_TEXT.match(decoded, m.end()):
