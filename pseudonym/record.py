@@ -228,17 +228,17 @@ def glued_to_digits(text: str, a: int, b: int) -> bool:
             or (b < len(text) and text[b - 1].isalpha() and text[b].isdigit()))
 
 
-_HEX = frozenset("0123456789abcdef")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _escaped(low: str, end: int) -> str | None:
-    """The character the URL escapes ending at ``low[end]`` spell (``%2F``: ``/``,
+def escaped(text: str, end: int) -> str | None:
+    """The character the URL escapes ending at ``text[end]`` spell (``%2F``: ``/``,
     ``%C3%A9``: ``é``), ``""`` if they spell none (``%E9``, Latin-1), None if there are
     none: the escape's last hex digit is no part of a word, what it spells may be."""
     data = b""
-    while (end >= 3 and len(data) < 4 and low[end - 3] == "%" and low[end - 2] in _HEX
-           and low[end - 1] in _HEX):
-        data = bytes.fromhex(low[end - 2:end]) + data
+    while (end >= 3 and len(data) < 4 and text[end - 3] == "%" and text[end - 2] in _HEX
+           and text[end - 1] in _HEX):
+        data = bytes.fromhex(text[end - 2:end]) + data
         end -= 3
         try:
             return data.decode("utf-8")
@@ -254,7 +254,7 @@ def _starts_word(low: str, start: int, first: str, split: bool) -> bool:
     spell no text (``%E9``, Latin-1) are taken for a boundary: the name goes."""
     if start == 0:
         return True
-    spelled = _escaped(low, start)
+    spelled = escaped(low, start)
     beside = low[start - 1] if spelled is None else spelled[-1:]
     return not beside or not _glued(first, beside, split)
 

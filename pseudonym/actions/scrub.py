@@ -7,7 +7,11 @@ the record's own identifiers (the values of its identifying fields, in every for
 that order. Each pattern looks at the text twice, as it is and with the earlier matches
 hidden: a user id ``12`` must not break the phone number it appears in, nor may a
 false match spanning an identifier hide a real one after it. Matches found either way
-that overlap are replaced as one, under the token of the longest.
+that overlap are replaced as one, under the token of the longest. A built-in detector's
+match does not start right after some characters (a digit before an IPv4 address, ``@``
+before hex: an Open edX ``block@<hex>``), whether written plainly or as a URL escape
+(``%40``): an escape counts as the character it spells, so ``%22`` or ``%20`` before a
+value is a boundary, as ``"`` or a space is.
 Every pattern is compiled when the policy compiles. A match becomes a typed token
 (``[EMAIL]``) or, with ``replace: pseudonym``, a keyed pseudonym of what it stands for
 (stripped, lower-cased), so the same address gives the same text in every record: a form
@@ -31,7 +35,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..record import glued_to_digits
+from ..record import escaped, glued_to_digits
 from .base import BuildContext, Options, action
 
 IDENTIFYING_PARAMS = frozenset({
@@ -122,31 +126,77 @@ def _identifying_url(text: str) -> bool:
                                                                      keep_blank_values=True))
 
 
+def _flags(name: str) -> int:
+    return re.IGNORECASE | (re.ASCII if name == "iban" else 0)  # dotless i is no I
+
+
+_BEFORE = {"url": "A-Za-z0-9+.-", "iban": r"\w", "nir": r"\d", "phone": r"\w+",
+           "ipv4": r"\d.", "ipv6": r"\w:", "hex_digest": "0-9A-Fa-f@"}
+"""name -> the characters that may not come right before a detector's match (inside of a
+regex class), written plainly or as a URL escape. ``email`` takes escapes into its match
+(``%2Fbob%40x.org``): it has none."""
+
+_ESCAPE = "%[0-9A-Fa-f]{2}"
+
+
+def _not_after(name: str) -> str:
+    """The lookbehind a detector starts with: no character of ``_BEFORE[name]`` right
+    before the match, a URL escape there judged by the character it spells, not by its
+    last hex digit: ``%22`` or ``%20`` before a value is a boundary, as ``"`` or a space
+    is; ``%40`` is ``@``, and the hex of ``block%40<hex>`` is no digest, as in
+    ``block@<hex>``. It reads: no such character unless it ends an escape, and no escape
+    of one (those of ASCII, listed here). An escape of a byte beyond ASCII is left to
+    ``_glued_after_escape``."""
+    blocked = _BEFORE_RX[name]
+    by_high: dict[str, str] = {}
+    for byte in range(0x80):
+        if blocked.match(chr(byte)):
+            high, low = f"{byte:02X}"
+            by_high[high] = by_high.get(high, "") + low  # %2e too: _flags ignores case
+    spelled = "|".join(f"{high}[{lows}]" for high, lows in by_high.items())
+    return f"(?<![{_BEFORE[name]}](?<!{_ESCAPE}))(?<!%(?:{spelled}))"
+
+
+_BEFORE_RX = {name: re.compile(f"[{chars}]", _flags(name)) for name, chars in _BEFORE.items()}
+_WIDE_ESCAPE = re.compile("%[89A-Fa-f][0-9A-Fa-f]")
+
+
+def _glued_after_escape(before: re.Pattern[str], text: str, start: int) -> bool:
+    """Whether URL escapes of bytes beyond ASCII right before ``text[start]`` spell a
+    character ``before`` holds (``%C3%A9``: é, a letter, before a phone number, as
+    ``é0612345678`` is none), which the detectors' lookbehinds cannot read."""
+    if start < 3 or not _WIDE_ESCAPE.match(text, start - 3):
+        return False
+    spelled = escaped(text, start)
+    return bool(spelled) and before.match(spelled[-1]) is not None
+
+
 DETECTORS: dict[str, tuple[str, str, Check | None]] = {
     "email": ("EMAIL",
               r"(?<![\w.%+-])[\w.%+-]+(?:@|%(?:25)*40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
               r"\.[A-Za-z]{2,}(?![\w-])", None),
-    "url": ("URL", r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"']+",
+    "url": ("URL", _not_after("url") + r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"']+",
             _whole(_identifying_url)),
-    "iban": ("IBAN", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
-             _iban_length),
-    "nir": ("NIR", r"(?<!\d)[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3}"
-                   r" ?\d{3} ?\d{2}(?!\d)", _whole(_nir_key)),
-    "phone": ("PHONE",
-              r"(?<![\w+])(?:(?:\+|00)33[ .-]?(?:\(0\)[ .-]?)?[1-9]|0[1-9])(?:[ .-]?\d{2}){4}"
-              r"(?!\d)"
-              r"|(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)", None),
-    "ipv4": ("IP", r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])", _whole(_is_ip)),
-    "ipv6": ("IP", r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"
-                   r"|(?<![\w:])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])",
-            _whole(_is_ip)),
-    "hex_digest": ("HASH", r"(?<![0-9A-Fa-f@])(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|"
-                           r"[0-9A-Fa-f]{32})(?![0-9A-Fa-f])", None),
+    "iban": ("IBAN", _not_after("iban")
+             + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", _iban_length),
+    "nir": ("NIR", _not_after("nir")
+            + r"[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}"
+              r"(?!\d)", _whole(_nir_key)),
+    "phone": ("PHONE", _not_after("phone")
+              + r"(?:(?:(?:\+|00)33[ .-]?(?:\(0\)[ .-]?)?[1-9]|0[1-9])(?:[ .-]?\d{2}){4}(?!\d)"
+                r"|(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d))", None),
+    "ipv4": ("IP", _not_after("ipv4") + r"(?:\d{1,3}\.){3}\d{1,3}(?![\d.])", _whole(_is_ip)),
+    "ipv6": ("IP", _not_after("ipv6")
+             + r"(?:(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"
+               r"|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:]))", _whole(_is_ip)),
+    "hex_digest": ("HASH", _not_after("hex_digest")
+                   + r"(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})(?![0-9A-Fa-f])",
+                   None),
 }
 """name -> (token, pattern, check). ``hex_digest`` catches MD5/SHA-1/SHA-256 hex that
-a dictionary attack could reverse; an Open edX block id (``block@<hex>``) is not taken
-for one. A ``url`` starts only where a scheme can (not inside ``a-a-a-...``, which
-made the search quadratic: 11 s on 64 KB of it, 2 ms now)."""
+a dictionary attack could reverse; an Open edX block id (``block@<hex>``,
+``block%40<hex>``) is not taken for one. A ``url`` starts only where a scheme can (not
+inside ``a-a-a-...``, which made the search quadratic: 11 s on 64 KB of it, 2 ms now)."""
 
 Detector = Literal["email", "url", "iban", "nir", "phone", "ipv4", "ipv6", "hex_digest"]
 ALL_DETECTORS: tuple[Detector, ...] = ("email", "url", "iban", "nir", "phone", "ipv4", "ipv6",
@@ -246,13 +296,13 @@ def _addresses(match: str) -> list[str]:
 def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     """The ``(text, RecordContext | None) -> text`` and ``(number, RecordContext | None)
     -> number or token`` functions a scrub rule runs."""
-    compiled: list[tuple[str, re.Pattern[str], Check | None, bool]] = []
+    compiled: list[tuple[str, re.Pattern[str], Check | None, re.Pattern[str] | None, bool]] = []
     for name in dict.fromkeys(options.detectors):
         token, rx, check = DETECTORS[name]
-        flags = re.IGNORECASE | (re.ASCII if name == "iban" else 0)  # dotless i is no I
-        compiled.append((token, re.compile(rx, flags), check, name in FIRST))
+        compiled.append((token, re.compile(rx, _flags(name)), check, _BEFORE_RX.get(name),
+                         name in FIRST))
     for p in options.patterns:
-        compiled.append((p.name, re.compile(p.regex), None, False))
+        compiled.append((p.name, re.compile(p.regex), None, None, False))
 
     keyed = options.replace == "pseudonym"
     if keyed:
@@ -265,10 +315,10 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
             return f"[{kind}]"
 
     first: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = []
-    then: list[tuple[str, re.Pattern[str], Check | None]] = []
-    for token, rx, check, early in compiled:
+    then: list[tuple[str, re.Pattern[str], Check | None, re.Pattern[str] | None]] = []
+    for token, rx, check, before, early in compiled:
         if not early:
-            then.append((token, rx, check))
+            then.append((token, rx, check, before))
         elif keyed and token == "EMAIL":
             first.append((rx, lambda m, t=token: "".join(
                 render(t, a) for a in _addresses(m.group(0)))))
@@ -308,9 +358,9 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
         # a name found glued to digits (jdupont42) is replaced but hides nothing from
         # the detectors: "fe" in fe80::1, "de" in DE89... must not break their matches
         masked = _masked(value, [s for s in found if not glued_to_digits(value, s[0], s[1])])
-        for rank, (token, rx, check) in enumerate(then, 1):
-            hits = _checked(rx, check, value)
-            seen = hits if masked is value else _checked(rx, check, masked)
+        for rank, (token, rx, check, before) in enumerate(then, 1):
+            hits = _checked(rx, check, value, before)
+            seen = hits if masked is value else _checked(rx, check, masked, before)
             found += [(a, b, rank, token) for a, b in {*hits, *seen}]
             masked = _masked(masked, [*hits, *seen])
         return _replace_matches(value, found, traced(rec)) if found else value
@@ -334,9 +384,10 @@ def _render_checked(match: str, check: Check, render: Callable[[str], str]) -> s
     return render(match[:n]) + match[n:] if n else match
 
 
-def _checked(rx: re.Pattern[str], check: Check | None, text: str
-             ) -> list[tuple[int, int]]:
-    """Where ``rx`` matches and ``check`` takes the match (or the start it keeps).
+def _checked(rx: re.Pattern[str], check: Check | None, text: str,
+             before: re.Pattern[str] | None = None) -> list[tuple[int, int]]:
+    """Where ``rx`` matches and ``check`` takes the match (or the start it keeps), and
+    no escape of bytes beyond ASCII before it spells a character ``before`` refuses.
 
     The search goes on after what was taken. A match cut short, or a short one refused,
     may have swallowed the start of a real one (``ID42 BE68 5390 0754 7034``: the IBAN
@@ -346,6 +397,9 @@ def _checked(rx: re.Pattern[str], check: Check | None, text: str
     m = rx.search(text)
     while m:
         a, size = m.start(), m.end() - m.start()
+        if before is not None and _glued_after_escape(before, text, a):
+            m = rx.search(text, a + 1)
+            continue
         n = check(m.group(0)) if check else size
         if n:
             spans.append((a, a + n))
