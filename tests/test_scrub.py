@@ -595,3 +595,16 @@ def test_text_without_escapes_is_matched_as_before(name):
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12)))
         assert ([m.span() for m in new.finditer(text)]
                 == [m.span() for m in old.finditer(text)]), text
+
+
+@pytest.mark.parametrize("number", ["+33612345678", "+1-415-555-0132", "+44.20.7946.0958"])
+@pytest.mark.parametrize("escape", ["%2B", "%2b"])
+def test_an_international_number_with_its_plus_url_encoded_is_found(keys, number, escape):
+    """Found by review: urlencode writes the + that starts an international number as %2B
+    (tel=%2B33612345678); the phone detector knew + only, and took the escape for a
+    boundary it may not follow, so the number stayed in clear, in both modes."""
+    text = f"tel={number.replace('+', escape)}&x=1"
+    assert scrub(text, keys) == "tel=[PHONE]&x=1"
+    opts = {"replace": "pseudonym", "record": False}
+    out = scrub(text, keys, opts)
+    assert number[1:] not in out and len(pseudonyms(out)) == 1

@@ -183,8 +183,8 @@ DETECTORS: dict[str, tuple[str, str, Check | None]] = {
             + r"[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}"
               r"(?!\d)", _whole(_nir_key)),
     "phone": ("PHONE", _not_after("phone")
-              + r"(?:(?:(?:\+|00)33[ .-]?(?:\(0\)[ .-]?)?[1-9]|0[1-9])(?:[ .-]?\d{2}){4}(?!\d)"
-                r"|(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d))", None),
+              + r"(?:(?:(?:\+|%2B|00)33[ .-]?(?:\(0\)[ .-]?)?[1-9]|0[1-9])(?:[ .-]?\d{2}){4}"
+                r"(?!\d)|(?:\+|%2B|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d))", None),
     "ipv4": ("IP", _not_after("ipv4") + r"(?:\d{1,3}\.){3}\d{1,3}(?![\d.])", _whole(_is_ip)),
     "ipv6": ("IP", _not_after("ipv6")
              + r"(?:(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"
@@ -193,7 +193,8 @@ DETECTORS: dict[str, tuple[str, str, Check | None]] = {
                    + r"(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})(?![0-9A-Fa-f])",
                    None),
 }
-"""name -> (token, pattern, check). ``hex_digest`` catches MD5/SHA-1/SHA-256 hex that
+"""name -> (token, pattern, check). A ``phone`` number's leading ``+`` may be URL-encoded
+(``tel=%2B33612345678``). ``hex_digest`` catches MD5/SHA-1/SHA-256 hex that
 a dictionary attack could reverse; an Open edX block id (``block@<hex>``,
 ``block%40<hex>``) is not taken for one. A ``url`` starts only where a scheme can (not
 inside ``a-a-a-...``, which made the search quadratic: 11 s on 64 KB of it, 2 ms now)."""
