@@ -269,22 +269,31 @@ _NO_TEXT = re.compile("[\udc80-\udcff]")
 keeps it."""
 
 
+DECODES = 8
+"""How many times an address may be URL-encoded and get its pseudonym (``%25`` seven
+times, then ``40``)."""
+
+
 def _addresses(match: str) -> list[str]:
     """The addresses an ``email`` match stands for. URL-encoded (``%40``, ``mailto%3A``),
     it is the same address, and gets the same pseudonym; the escapes the match took in
     with it (``%2F`` of a path before it, ``%2C`` between two addresses) are not part of
     any: each address its decoded text holds stands for itself (decoded again while it
-    holds no ``@``: a URL inside a URL's query is encoded twice, %2540). A ``+`` it starts with
+    holds no ``@``: a URL inside a URL's query is encoded twice, %2540; up to ``DECODES``
+    times, as each pass reads the whole match). A ``+`` it starts with
     is a space (``%2C+ada%40x.org``, form-encoded): an encoder that escapes ``@`` escapes
     an address's ``+``. An address glued to a byte that is no text (``%E9bob``, maybe
-    Latin-1 ``ébob``) may be another's: the match is then taken as written."""
+    Latin-1 ``ébob``), or encoded more often, may be another's: the match is then taken as
+    written."""
     if "%" not in match:
         return [match]
     decoded = unquote(match, errors="surrogateescape")
-    while "@" not in decoded and "%" in decoded:  # encoded twice or more: %2540
-        decoded, was = unquote(decoded, errors="surrogateescape"), decoded
-        if decoded == was:
+    for _ in range(DECODES - 1):  # encoded twice or more: %2540
+        if "@" in decoded:
             break
+        decoded = unquote(decoded, errors="surrogateescape")
+    if "@" not in decoded:
+        return [match]
     found = []
     for m in _EMAIL.finditer(decoded):
         if _NO_TEXT.match(decoded, max(m.start() - 1, 0)) or _NO_TEXT.match(decoded, m.end()):
