@@ -205,6 +205,18 @@ def test_an_address_url_encoded_twice_is_found(keys, text):
         scrub("bob@example.net", keys, opts))
 
 
+@pytest.mark.parametrize("text", ["ada%40example.org%2Cbob%2540example.net",
+                                  "ada%40example.org%2C%2Bbob%2540example.net",
+                                  "ada%2540example.org%252Cbob%25252540example.net"])
+def test_addresses_encoded_a_different_number_of_times_in_one_match_each_get_theirs(keys,
+                                                                                    text):
+    """Found by review: the match was decoded until it held an @, so the address still
+    encoded after that (bob%40example.net) got a pseudonym of its escapes, not bob's."""
+    opts = {"replace": "pseudonym", "record": False}
+    want = pseudonyms(scrub("ada@example.org, bob@example.net", keys, opts))
+    assert pseudonyms(scrub(text, keys, opts)) == want
+
+
 def test_an_address_encoded_over_and_over_is_replaced_in_linear_time(keys):
     """Found by review: with replace: pseudonym the match was decoded once per %25 it held
     (a%252525...40x.org), each pass over the whole match: 64 KB took 3 s, a megabyte

@@ -280,27 +280,33 @@ def _addresses(match: str) -> list[str]:
     with it (``%2F`` of a path before it, ``%2C`` between two addresses) are not part of
     any: each address its decoded text holds stands for itself (decoded again while it
     holds no ``@``: a URL inside a URL's query is encoded twice, %2540; up to ``DECODES``
-    times, as each pass reads the whole match). A ``+`` it starts with
+    times, as each pass reads it whole). A ``+`` it starts with
     is a space (``%2C+ada%40x.org``, form-encoded): an encoder that escapes ``@`` escapes
     an address's ``+``. An address glued to a byte that is no text (``%E9bob``, maybe
     Latin-1 ``ébob``), or encoded more often, may be another's: the match is then taken as
     written."""
+    return _decoded_addresses(match, 1) or [match]
+
+
+def _decoded_addresses(match: str, times: int) -> list[str] | None:
+    """``_addresses`` of text decoded ``times - 1`` times already; None: take the match as
+    written."""
     if "%" not in match:
         return [match]
     decoded = unquote(match, errors="surrogateescape")
-    for _ in range(DECODES - 1):  # encoded twice or more: %2540
-        if "@" in decoded:
-            break
-        decoded = unquote(decoded, errors="surrogateescape")
-    if "@" not in decoded:
-        return [match]
     found = []
     for m in _EMAIL.finditer(decoded):
         if _NO_TEXT.match(decoded, max(m.start() - 1, 0)) or _NO_TEXT.match(decoded, m.end()):
-            return [match]
+            return None
         address = m.group(0).lstrip("+")
-        found.append(address if address[:1] not in ("", "@") else m.group(0))
-    return found or [match]
+        if "@" in address:
+            found.append(address if address[:1] != "@" else m.group(0))
+            continue
+        inner = _decoded_addresses(address, times + 1) if times < DECODES else None
+        if inner is None:
+            return None
+        found += inner
+    return found or None
 
 
 def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
