@@ -363,6 +363,12 @@ def _load_json(text: str, source: str) -> Any:
         raise PolicyError("nested too deeply", source=source) from None
 
 
+def _key(node: Any) -> Any:
+    """A mapping key node's text as loaded: a surrogate pair in it is one character."""
+    value = getattr(node, "value", None)
+    return _PAIR.sub(_joined, value) if isinstance(value, str) else value
+
+
 def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
     """Line of the deepest node on the way to ``loc`` (YAML's, or ``jsonplaces``')."""
     if node is None:
@@ -372,7 +378,7 @@ def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             nxt = None
             for k, v in node.value:
-                if getattr(k, "value", None) == str(part):
+                if _key(k) == str(part):
                     nxt = k if part == loc[-1] else v
                     break
         elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)

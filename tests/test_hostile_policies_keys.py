@@ -89,6 +89,28 @@ def test_a_surrogate_pair_is_the_character_it_stands_for(tmp_path, name):
     assert "\\ud83d\\ude00" in json.dumps(data)
 
 
+@pytest.mark.parametrize("name", ["policy.json", "policy.yaml"])
+@pytest.mark.parametrize("options,line,field,reason", [
+    ('{"detectors": ["email"],\n  "\\ud83d\\ude00": 1}', 4, "options.\U0001F600",
+     "Extra inputs are not permitted"),
+    ('{"detectors": ["email"],\n  "\\ud83d\\ude00\\ud800": 1}', 4, "options",
+     "not Unicode text: a lone surrogate (\\ud800 to \\udfff)"),
+    ('{"\\ud83d\\ude00": {"a": 1,\n  "b": "\\ud800"}}', 4, "options.\U0001F600.b",
+     "not Unicode text: a lone surrogate (\\ud800 to \\udfff)"),
+])
+def test_a_name_spelled_with_a_surrogate_pair_is_placed(tmp_path, name, options, line,
+                                                        field, reason):
+    """Found by review: YAML placed a problem by the names as written, the pair's halves,
+    so below a name holding a pair it named the line of the mapping the name is in, where
+    the same text read as JSON names the line of the name or value itself."""
+    text = ('{"name": "p", "version": "1", "domain": "d",\n'
+            f' "rules": [{{"path": "$.b", "action": "scrub",\n "options": {options}}}]}}')
+    with pytest.raises(PolicyError) as e:
+        load(tmp_path, text, name)
+    assert (e.value.line, e.value.rule, e.value.field, e.value.reason) == (line, 1, field,
+                                                                          reason)
+
+
 @pytest.mark.parametrize("path", ["$.a[", "a.b", "$.a[?(@.x ==", "$..", ""])
 def test_bad_jsonpath(tmp_path, path):
     with pytest.raises(PolicyError) as e:
