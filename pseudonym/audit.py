@@ -276,7 +276,8 @@ class Verification:
             how = "hash chain and HMACs" if self.hmac_checked else "hash chain"
             kept = (f"; entry {self.anchored_at} is the one kept elsewhere"
                     if self.anchored_at is not None else "")
-            return f"intact: {self.entries} entries, {how} verified{kept}"
+            count = "1 entry" if self.entries == 1 else f"{self.entries} entries"
+            return f"intact: {count}, {how} verified{kept}"
         if self.broken_at is None:
             return self.reason
         return f"broken at entry {self.broken_at}: {self.reason}"

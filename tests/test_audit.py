@@ -607,3 +607,10 @@ def test_a_copy_naming_a_field_twice_is_refused(tmp_path, keys, with_key):
         verify(path, key, anchor=changed)
     assert str(e.value).startswith("anchor: neither a line of the audit log")
     assert verify(path, key, anchor=last).anchored_at == 2
+
+
+def test_the_verdict_counts_entries_in_words(tmp_path, keys):
+    path = _runs(tmp_path, keys, None, 1)
+    assert str(verify(path)) == "intact: 1 entry, hash chain verified"
+    _runs(tmp_path, keys, None, 1)
+    assert str(verify(path)) == "intact: 2 entries, hash chain verified"
