@@ -290,11 +290,13 @@ class _Loader(yaml.SafeLoader):
                               "to keep it as text)", source=self.source,
                               line=node.start_mark.line + 1) from None
 
-    def construct_scalar(self, node: Any) -> Any:
+    def compose_scalar_node(self, anchor: Any) -> Any:
         """A surrogate pair is the character it stands for: JSON, which is YAML, spells
-        an emoji so (``"\\ud83d\\ude00"``); PyYAML reads each half alone."""
-        value = super().construct_scalar(node)
-        return _PAIR.sub(_joined, value) if isinstance(value, str) else value
+        an emoji so (``"\\ud83d\\ude00"``); PyYAML reads each half alone. Joined in the
+        node, what loads and what places errors (``_line``) read the same name."""
+        node = super().compose_scalar_node(anchor)
+        node.value = _PAIR.sub(_joined, node.value)
+        return node
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if not isinstance(node, yaml.MappingNode):  # "!!map x": PyYAML refuses it, placed
@@ -363,12 +365,6 @@ def _load_json(text: str, source: str) -> Any:
         raise PolicyError("nested too deeply", source=source) from None
 
 
-def _key(node: Any) -> Any:
-    """A mapping key node's text as loaded: a surrogate pair in it is one character."""
-    value = getattr(node, "value", None)
-    return _PAIR.sub(_joined, value) if isinstance(value, str) else value
-
-
 def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
     """Line of the deepest node on the way to ``loc`` (YAML's, or ``jsonplaces``')."""
     if node is None:
@@ -378,7 +374,7 @@ def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             nxt = None
             for k, v in node.value:
-                if _key(k) == str(part):
+                if getattr(k, "value", None) == str(part):
                     nxt = k if part == loc[-1] else v
                     break
         elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
