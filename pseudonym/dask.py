@@ -252,7 +252,6 @@ class StagedFiles:
         self.created = False
         self.published: list[str] = []
         self._aside: list[tuple[str, str]] = []
-        self._stranded = 0
 
     def clashes(self, other: StagedFiles) -> bool:
         """Whether ``other`` writes to the same directory parts that could be named like
@@ -306,10 +305,10 @@ class StagedFiles:
             for old in sorted(names.values()):
                 self._set_aside(old)
         except OSError as e:
-            self.discard()
-            stranded = (f"; {self._stranded} of the files the destination held could not "
+            self.discard()  # leaves aside only the files it could not put back
+            stranded = (f"; {len(self._aside)} of the files the destination held could not "
                         f"be put back: they are in {self.fs.unstrip_protocol(self._replaced)}"
-                        if self._stranded else "")
+                        if self._aside else "")
             raise PseudonymError(f"{self.path}: cannot publish the output "
                                  f"({e.strerror or type(e).__name__}); no output was "
                                  "published (the run's audit entry is already written)"
@@ -344,7 +343,7 @@ class StagedFiles:
                 self.fs.mv(aside, old)
             except OSError:
                 stranded.append((old, aside))
-        self._aside, self._stranded = stranded, len(stranded)
+        self._aside = stranded
         if stranded:
             return  # the staging directory holds them
         with suppress(OSError):
