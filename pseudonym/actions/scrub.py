@@ -261,7 +261,7 @@ def match_pseudonym(ctx: BuildContext) -> Callable[[str], str]:
     return lambda text: digest(text.strip().lower().encode("utf-8", "surrogatepass")).hex()[:16]
 
 
-_EMAIL = re.compile(DETECTORS["email"][1], re.IGNORECASE)
+_EMAIL = re.compile(DETECTORS["email"][1], _flags("email"))
 
 
 _NO_TEXT = re.compile("[\udc80-\udcff]")
@@ -320,7 +320,7 @@ def compile_scrubber(options: ScrubOptions, ctx: BuildContext):
     for p in options.patterns:
         compiled.append((p.name, re.compile(p.regex), None, None, False))
 
-    keyed = options.replace == "pseudonym"
+    keyed = options.keyed
     if keyed:
         pseudonym = match_pseudonym(ctx)
 
