@@ -217,16 +217,15 @@ def _names(rule: Any, loc: Loc) -> bool:
 def _lines(policy: Policy) -> dict[Any, int]:
     """Line numbers of header keys (by name) and rules (by number) in the policy file."""
     src = policy.source
+    suffix = Path(src).suffix.lower()
     try:
         if src.startswith("builtin:"):
             text = (resources.files("pseudonym.policies") / f"{src[8:]}.yaml").read_text("utf-8")
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        elif Path(src).suffix.lower() in (".yaml", ".yml"):
-            node = yaml.compose(Path(src).read_text("utf-8-sig"), Loader=yaml.SafeLoader)
-        elif Path(src).suffix.lower() == ".json":
-            node = compose(Path(src).read_text("utf-8-sig"))
+        elif suffix in (".yaml", ".yml", ".json"):
+            text = Path(src).read_text("utf-8-sig")
         else:
             return {}
+        node = compose(text) if suffix == ".json" else yaml.compose(text, Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     out: dict[Any, int] = {}
