@@ -312,22 +312,17 @@ class Anchor:
         raise AuditError(f"{where}: neither a line of the audit log nor an entry's SHA-256 "
                          "(64 hex digits)")
 
-    @property
-    def seq(self) -> int | None:
-        return json.loads(self.line)["seq"] if self.line is not None else None
-
     def _missing_from(self, entries: int, mac_key: bytes | None) -> str:
         """Why a log of ``entries`` verified entries does not hold this one."""
-        seq = self.seq
-        if seq is None:
+        if self.line is None:
             return (f"no entry has the hash kept elsewhere ({self.sha256}): entries were "
                     "removed from the end of the log, it was rewritten, or the copy is of "
                     "another log")
-        if mac_key is not None:
-            entry = json.loads(self.line)
-            if entry.get("hmac") != _entry_hmac(mac_key, entry):
-                return (f"the copy of entry {seq} kept elsewhere does not verify under the "
-                        "audit key: it was changed, or is of a log under another key")
+        entry = json.loads(self.line)
+        seq = entry["seq"]
+        if mac_key is not None and entry.get("hmac") != _entry_hmac(mac_key, entry):
+            return (f"the copy of entry {seq} kept elsewhere does not verify under the "
+                    "audit key: it was changed, or is of a log under another key")
         if seq > entries:
             end = f"ends at entry {entries}" if entries else "is empty"
             which = "last entries" if entries else "entries"
